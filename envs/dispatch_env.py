@@ -1,0 +1,333 @@
+"""The Gymnasium environment; its class docstring is its manual."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs.dynamics import TERM_NAMES, State, episode_kpis, initial_state, lot_masks, run_day, transfer_masks
+from envs.realization import Realization, expected_demand
+from envs.scenario import Scenario, load_scenario
+from envs.view import DayView
+
+Decisions = Literal["both", "routing", "transfers"]
+DECISIONS: tuple[str, ...] = ("both", "routing", "transfers")
+
+
+class CrossBorderDispatchEnv(gym.Env):
+    """
+    ## Description
+
+    A cross-border e-commerce platform fulfils customer orders from a hub (e.g. China)
+    and overseas warehouses. One step is one day. Each day it routes every lot of
+    customer demand to a delivery lane ``(warehouse, region, mode)`` (air, sea, local
+    express, ...) or rejects it, and it may move stock between warehouses along
+    transfer lanes. The network, costs, SLAs and demand/transit models come from a
+    :class:`envs.scenario.Scenario`; everything random in the episode (demand, transit
+    times, abnormal delays, lane closures, supplier arrivals) is a
+    :class:`envs.realization.Realization` drawn from the reset seed before the first
+    step, so the same seed gives every policy, and the hindsight MILP, the same trace.
+
+    Three ids share this class and differ in ``decisions``:
+
+    | id | decisions | routing | transfers |
+    |---|---|---|---|
+    | ``CrossBorderDispatch-v0`` | ``"both"`` | chosen | chosen |
+    | ``CrossBorderRouting-v0`` | ``"routing"`` | chosen | none |
+    | ``CrossBorderTransfer-v0`` | ``"transfers"`` | fixed rule: each region's home lane | chosen |
+
+    The day runs in a fixed order (``envs/dynamics.py``): (1) transfers and supplier
+    shipments due today are already on hand; (2) lots are processed in slot order, each
+    shipped *whole* if its lane is open today and its warehouse still holds enough,
+    otherwise lost; (3) transfers are processed in slot order, each sent whole if the
+    lane is open, the origin still holds the quantity and the destination's inventory
+    position (on hand after (2) plus all inbound transfers) stays within capacity,
+    otherwise not sent; (4) end-of-day stock is scored (Eq.5).
+
+    ## Action Space
+
+    One 1-D ``MultiDiscrete`` vector, ``n_lot_slots + n_transfer_slots`` long:
+
+    * lot slots (absent for ``"transfers"``), ordered (region, SKU, lot), lot fastest:
+      ``0`` = reject, ``i >= 1`` = the ``i``-th delivery lane of the lot's region
+      (``env.unwrapped.lane_labels``). Each day's demand of a (region, SKU) is split into
+      ``lots_per_batch`` lots as equal as possible (larger lots first; a lot may be empty);
+    * transfer slots (absent for ``"routing"``), ordered (transfer lane, SKU), SKU fastest:
+      the index of the quantity level (units) in the lane's ``quantity_levels``.
+
+    Masks: ``env.action_masks()`` (the sb3-contrib convention: a flat bool array of length
+    ``sum(nvec)``) and ``info["action_mask"]``. Each choice is judged *alone* against the
+    state at the start of the day. Choices that are fine alone can still collide (two
+    lots on the same stock): the later slot then fails. An unmasked infeasible choice is
+    not an error: the lot is lost (lost-sale penalty) and the transfer is not sent (no
+    cost). An action of the wrong shape, a non-integer entry or an entry outside
+    ``[0, nvec)`` raises ``ValueError``. Nothing is clipped.
+
+    ## Observation Space
+
+    A flat ``float32`` ``Box``; ``env.unwrapped.obs_slices`` maps each block to its slice.
+    Stock is divided by ``stock_scale`` (the largest warehouse capacity), demand by
+    ``demand_scale`` (the largest mean daily demand of a (region, SKU), at least 1).
+    It holds only what a dispatcher knows today, never a future realization.
+
+    | block | shape | meaning | min | max |
+    |---|---|---|---|---|
+    | ``on_hand`` | W*K | stock on hand after today's arrivals / stock_scale | 0 | inf |
+    | ``pipeline`` | W*K*H | transfer units arriving in 1..H days / stock_scale (H = longest lead time) | 0 | inf |
+    | ``lots`` | R*K*J | today's lot sizes / demand_scale | 0 | inf |
+    | ``delivery_open`` | D | 1 if the delivery lane is open today | 0 | 1 |
+    | ``transfer_open`` | L | 1 if the transfer lane is open today | 0 | 1 |
+    | ``day`` | 1 | day index / horizon | 0 | 1 |
+    | ``weekday`` | 7 | one-hot day of week (day index mod 7) | 0 | 1 |
+    | ``forecast`` | F*R*K | scenario's mean demand of the next F days / demand_scale (0 past the horizon) | 0 | inf |
+
+    ## Rewards
+
+    Per day, in USD, ``reward = eq2 - eq1 - eq4 - eq5 - lost`` exactly, each term in
+    ``info["reward_terms"]``:
+
+    * ``eq1_route_cost`` (Eq.1): per unit shipped on lane d, ``distance*cost_per_km +
+      tau*cost_per_transit_day + fee_per_order`` with ``tau`` the realized transit days;
+    * ``eq2_allocation_revenue`` (Eq.2): ``unit_profit`` per unit sold, plus for each
+      transfer of ``q`` units ``q*profit_per_unit - (q*cost_per_unit + fixed_cost)``
+      (the only term that can be negative);
+    * ``eq4_delay_penalty`` (Eq.4): per unit shipped, ``alpha*(tau - t0)^2`` when ``tau > t0``
+      (``t0`` = the region's ``sla_days``);
+    * ``eq5_imbalance`` (Eq.5): ``lambda * sum_{w,k} ((I*_wk - I_wk)/I*_wk)^2`` on end-of-day
+      on hand, over warehouse/SKU pairs with ``I* > 0``;
+    * ``lost_sales``: ``lost_sale_penalty`` per unit of demand rejected or not shippable.
+
+    Transit cost and delay are charged on the day of shipping. Stock still in transit
+    when the horizon ends has no terminal value.
+
+    ## Starting State
+
+    Warehouses hold the scenario's ``initial_stock`` plus the supplier shipments and
+    nothing else due on day 0; the realization is ``scenario.sample(seed)`` for
+    ``reset(seed=seed)``; with ``seed=None`` a seed is drawn from ``self.np_random``.
+    ``reset(options={"realization": r})`` plays a given :class:`Realization` instead.
+    The episode's realization is ``env.unwrapped.realization``.
+
+    ## Episode End
+
+    * Termination: after the last day of the scenario's ``horizon_days`` (the problem's
+      own end, so it is termination, not truncation). The final ``info`` holds
+      ``episode_kpis``: ``fill_rate``, ``on_time_rate``, ``abnormal_delay_rate``,
+      ``avg_delivery_days``, ``transport_cost_per_unit``, ``units_transferred``.
+    * Truncation: never by the env itself (no ``max_episode_steps`` is registered because
+      the horizon is scenario data).
+
+    ## Arguments
+
+    | argument | type | default | meaning |
+    |---|---|---|---|
+    | ``scenario`` | preset name, YAML/JSON path or ``Scenario`` | ``"table1"`` | the network |
+    | ``decisions`` | ``"both"``, ``"routing"``, ``"transfers"`` | set by the id | which choices the action holds |
+    | ``forecast_days`` | int >= 0 | 3 | days of demand forecast in the observation |
+
+    ```python
+    import gymnasium as gym
+    import envs  # registers the ids
+    env = gym.make("CrossBorderDispatch-v0", scenario="table1")
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask=...))
+    ```
+
+    ## Version History
+
+    * v0: initial release.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario = "table1",
+        decisions: Decisions = "both",
+        forecast_days: int = 3,
+    ) -> None:
+        if decisions not in DECISIONS:
+            raise ValueError(f"decisions={decisions!r} is not allowed; allowed: {list(DECISIONS)}")
+        if not isinstance(forecast_days, int) or forecast_days < 0:
+            raise ValueError(f"forecast_days={forecast_days!r} must be an integer >= 0")
+        self.scenario = load_scenario(scenario)
+        self.decisions = decisions
+        self.forecast_days = forecast_days
+        self.net = net = self.scenario.network
+        self.routes = decisions in ("both", "routing")
+        self.transfers = decisions in ("both", "transfers")
+
+        nvec = []
+        if self.routes:
+            nvec.append(net.lot_nvec)
+        if self.transfers:
+            nvec.append(net.transfer_nvec)
+        nvec = np.concatenate(nvec) if nvec else np.zeros(0, dtype=np.int64)
+        self.n_lot_slots = net.n_lots if self.routes else 0
+        self.n_transfer_slots = net.L * net.K if self.transfers else 0
+        if len(nvec) == 0:
+            raise ValueError(f"decisions={decisions!r} leaves no action: scenario {self.scenario.name!r} has no transfer lanes")
+        self.action_space = spaces.MultiDiscrete(nvec)
+        # the fixed routing rule of CrossBorderTransfer-v0: each lot to its region's home lane
+        region_pos = [int(np.flatnonzero(net.region_lanes[r] == net.home_lane[r])[0]) for r in range(net.R)]
+        self._home_choice = 1 + np.array(region_pos)[net.lot_region]
+        self._lot_cols = np.arange(net.lot_lane_table.shape[1])[None, :] < net.lot_nvec[:, None]
+        self._tr_cols = np.arange(net.transfer_qty_table.shape[1])[None, :] < net.transfer_nvec[:, None]
+
+        H, F = net.tl_max_lead, forecast_days
+        self.stock_scale = float(max(net.capacity.max(), 1))
+        mean = expected_demand(self.scenario)
+        self.demand_scale = float(max(mean.max(), 1.0))
+        self._forecast = np.zeros((net.T + F + 1, net.R * net.K), dtype=np.float32)
+        self._forecast[: net.T] = (mean / self.demand_scale).reshape(net.T, -1)
+        sizes = {
+            "on_hand": net.W * net.K,
+            "pipeline": net.W * net.K * H,
+            "lots": net.n_lots,
+            "delivery_open": net.D,
+            "transfer_open": net.L,
+            "day": 1,
+            "weekday": 7,
+            "forecast": F * net.R * net.K,
+        }
+        self.obs_slices: dict[str, slice] = {}
+        start = 0
+        for name, n in sizes.items():
+            self.obs_slices[name] = slice(start, start + n)
+            start += n
+        high = np.full(start, np.inf, dtype=np.float32)
+        for name in ("delivery_open", "transfer_open", "day", "weekday"):
+            high[self.obs_slices[name]] = 1.0
+        self.observation_space = spaces.Box(low=np.zeros(start, dtype=np.float32), high=high, dtype=np.float32)
+
+        self.lane_labels = [f"{ln.warehouse}->{ln.region} by {ln.mode}" for ln in self.scenario.delivery_lanes]
+        self.realization: Realization | None = None
+        self.episode_seed: int | None = None
+        self.state: State | None = None
+        self._lots: np.ndarray | None = None  # [T, R*K*J] lot sizes of the episode
+
+    # ------------------------------------------------------------------ API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        real = options.get("realization")
+        if real is not None:
+            if not isinstance(real, Realization) or real.demand.shape != (self.net.T, self.net.R, self.net.K):
+                raise ValueError("options['realization'] must be a Realization drawn from this scenario")
+            self.episode_seed = real.seed
+        else:
+            self.episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
+            real = self.scenario.sample(self.episode_seed)
+        self.realization = real
+        self._lots = real.lots(self.net.J).reshape(self.net.T, -1)
+        self.state = initial_state(self.net, real)
+        return self._observation(), {"action_mask": self.action_masks(), "day": 0}
+
+    def step(self, action):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if self.state.day >= self.net.T:
+            raise RuntimeError("the episode has ended; call reset()")
+        action = self._check_action(action)
+        lot_choice = action[: self.n_lot_slots] if self.routes else self._home_choice
+        transfer_choice = action[self.n_lot_slots :] if self.transfers else np.zeros(self.net.L * self.net.K, dtype=np.int64)
+        day = self.state.day
+        terms = run_day(
+            self.net,
+            self.realization,
+            self.state,
+            self._lots[day],
+            lot_choice,
+            transfer_choice,
+            self.scenario.delay_penalty_alpha,
+            self.scenario.imbalance_lambda,
+        )
+        reward = (
+            terms["eq2_allocation_revenue"]
+            - terms["eq1_route_cost"]
+            - terms["eq4_delay_penalty"]
+            - terms["eq5_imbalance"]
+            - terms["lost_sales"]
+        )
+        terminated = self.state.day >= self.net.T
+        info = {"reward_terms": terms, "day": day, "action_mask": self.action_masks()}
+        if terminated:
+            info["episode_kpis"] = episode_kpis(self.state)
+        return self._observation(), reward, terminated, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """Flat bool mask of length ``sum(nvec)``: True where a choice is feasible alone today."""
+        parts = []
+        ended = self.state.day >= self.net.T
+        if self.routes:
+            if ended:
+                m = np.zeros_like(self._lot_cols)
+                m[:, 0] = True
+            else:
+                m = lot_masks(self.net, self.realization, self.state, self._lots[self.state.day])
+            parts.append(m[self._lot_cols])
+        if self.transfers:
+            if ended:
+                m = np.zeros_like(self._tr_cols)
+                m[:, 0] = True
+            else:
+                m = transfer_masks(self.net, self.realization, self.state)
+            parts.append(m[self._tr_cols])
+        return np.concatenate(parts)
+
+    def view(self) -> DayView:
+        """What a dispatcher knows now (today's state, orders, lane status, pipeline); no future realization."""
+        net, st, t = self.net, self.state, self.state.day
+        if t >= net.T:
+            raise RuntimeError("the episode has ended; call reset()")
+        return DayView(
+            day=t,
+            on_hand=st.on_hand.copy(),
+            pipeline=st.inbound[t + 1 : t + 1 + net.tl_max_lead].copy(),
+            lots=self._lots[t].copy(),
+            delivery_open=self.realization.delivery_open[t].copy(),
+            transfer_open=self.realization.transfer_open[t].copy(),
+            lot_mask=lot_masks(net, self.realization, st, self._lots[t]),
+            transfer_mask=transfer_masks(net, self.realization, st),
+            routes=self.routes,
+            transfers=self.transfers,
+        )
+
+    # ------------------------------------------------------------ internals
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action)
+        nvec = self.action_space.nvec
+        if a.shape != nvec.shape:
+            raise ValueError(f"action has shape {a.shape}; expected {nvec.shape} (one entry per slot, see the docstring)")
+        if not np.issubdtype(a.dtype, np.integer):
+            if not (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a))):
+                raise ValueError(f"action must hold integers, got dtype {a.dtype}")
+            a = a.astype(np.int64)
+        bad = np.flatnonzero((a < 0) | (a >= nvec))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"action[{i}]={int(a[i])} is out of range; allowed: 0..{int(nvec[i]) - 1} ({bad.size} bad entries)")
+        return a.astype(np.int64, copy=False)
+
+    def _observation(self) -> np.ndarray:
+        net, st, sl = self.net, self.state, self.obs_slices
+        t = st.day
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        obs[sl["on_hand"]] = st.on_hand.reshape(-1) / self.stock_scale
+        H = net.tl_max_lead
+        if H:
+            pipe = st.inbound[t + 1 : t + 1 + H]  # [H, W, K]
+            obs[sl["pipeline"]] = np.moveaxis(pipe, 0, -1).reshape(-1) / self.stock_scale
+        if t < net.T:
+            obs[sl["lots"]] = self._lots[t] / self.demand_scale
+            obs[sl["delivery_open"]] = self.realization.delivery_open[t]
+            obs[sl["transfer_open"]] = self.realization.transfer_open[t]
+        obs[sl["day"]] = t / net.T
+        obs[sl["weekday"].start + t % 7] = 1.0
+        F = self.forecast_days
+        obs[sl["forecast"]] = self._forecast[t + 1 : t + 1 + F].reshape(-1)
+        return obs

@@ -1,0 +1,185 @@
+"""Network: a scenario compiled to index arrays, shared by the environment and the MILP.
+
+Index sets (sizes in brackets): warehouses ``w`` [W], regions ``r`` [R], SKUs ``k`` [K],
+delivery lanes ``d`` [D], transfer lanes ``l`` [L], lots per (region, SKU) ``j`` [J].
+
+Action layout (one ``MultiDiscrete`` vector, see :class:`envs.dispatch_env.CrossBorderDispatchEnv`):
+
+* lot slots, ordered ``(r, k, j)`` with ``j`` fastest; slot value 0 = reject, ``1 + i`` =
+  the region's ``i``-th delivery lane (``region_lanes[r][i]``, lanes in scenario order);
+* transfer slots, ordered ``(l, k)`` with ``k`` fastest; slot value = index into the lane's
+  ``quantity_levels``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from envs.scenario import Scenario
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    W: int
+    R: int
+    K: int
+    D: int
+    L: int
+    J: int  # lots per (region, SKU) per day
+    T: int  # horizon, days
+    # --- warehouses
+    capacity: np.ndarray  # [W] int, units (all SKUs)
+    initial_stock: np.ndarray  # [W, K] int, units
+    target_stock: np.ndarray  # [W, K] int, units; 0 = not scored
+    is_hub: np.ndarray  # [W] bool
+    # --- SKUs and regions
+    unit_profit: np.ndarray  # [K] USD/unit
+    lost_penalty: np.ndarray  # [K] USD/unit
+    sla_days: np.ndarray  # [R] int, t0 of Eq.4
+    # --- delivery lanes
+    dl_warehouse: np.ndarray  # [D] int
+    dl_region: np.ndarray  # [D] int
+    dl_unit_base_cost: np.ndarray  # [D] USD/unit: distance*cost_per_km + fee_per_order
+    dl_cost_per_day: np.ndarray  # [D] USD/unit/day in transit (v of Eq.1)
+    dl_expected_transit: np.ndarray  # [D] float days, including expected abnormal delay
+    dl_expected_unit_cost: np.ndarray  # [D] USD/unit: expected Eq.1 + Eq.4 of one unit shipped (what a policy can know)
+    region_lanes: tuple[np.ndarray, ...]  # R arrays of lane ids serving region r
+    home_lane: np.ndarray  # [R] lane id of the fixed routing rule
+    # --- transfer lanes
+    tl_origin: np.ndarray  # [L] int
+    tl_destination: np.ndarray  # [L] int
+    tl_levels: tuple[np.ndarray, ...]  # L arrays of allowed quantities
+    tl_cost_per_unit: np.ndarray  # [L] USD/unit
+    tl_fixed_cost: np.ndarray  # [L] USD/shipment
+    tl_profit_per_unit: np.ndarray  # [L] USD/unit (r of Eq.2)
+    tl_expected_lead: np.ndarray  # [L] float days (the realized value under a deterministic scenario)
+    tl_max_lead: int  # longest possible lead time, days
+    # --- action layout
+    lot_region: np.ndarray  # [R*K*J] region of each lot slot
+    lot_sku: np.ndarray  # [R*K*J] SKU of each lot slot
+    lot_nvec: np.ndarray  # [R*K*J] 1 + number of lanes of the slot's region
+    lot_lane_table: np.ndarray  # [R*K*J, 1 + max lanes] lane id per choice, -1 = reject / invalid
+    transfer_nvec: np.ndarray  # [L*K] number of levels per transfer slot
+    transfer_qty_table: np.ndarray  # [L*K, max levels] units per choice (0-padded)
+
+    @property
+    def n_lots(self) -> int:
+        return self.R * self.K * self.J
+
+    @staticmethod
+    def build(s: Scenario) -> Network:
+        sku = {k.name: i for i, k in enumerate(s.skus)}
+        wh = {w.name: i for i, w in enumerate(s.warehouses)}
+        reg = {r.name: i for i, r in enumerate(s.regions)}
+        W, R, K, D, L, J = len(wh), len(reg), len(sku), len(s.delivery_lanes), len(s.transfer_lanes), s.lots_per_batch
+
+        def per_sku(mapping: dict[str, int]) -> np.ndarray:
+            out = np.zeros(K, dtype=np.int64)
+            for name, v in mapping.items():
+                out[sku[name]] = v
+            return out
+
+        dls = s.delivery_lanes
+        region_lanes = tuple(
+            np.array([d for d, ln in enumerate(dls) if ln.region == r.name], dtype=np.int64) for r in s.regions
+        )
+        home_lane = np.array(
+            [
+                next(d for d, ln in enumerate(dls) if (ln.region, ln.warehouse, ln.mode) == (r.name, r.home_warehouse, r.home_mode))
+                for r in s.regions
+            ],
+            dtype=np.int64,
+        )
+        lot_region = np.repeat(np.arange(R), K * J)
+        lot_sku = np.tile(np.repeat(np.arange(K), J), R)
+        max_lanes = max(len(x) for x in region_lanes)
+        lot_lane_table = np.full((R * K * J, 1 + max_lanes), -1, dtype=np.int64)
+        for slot, r in enumerate(lot_region):
+            lot_lane_table[slot, 1 : 1 + len(region_lanes[r])] = region_lanes[r]
+        levels = tuple(np.array(t.quantity_levels, dtype=np.int64) for t in s.transfer_lanes)
+        max_levels = max((len(x) for x in levels), default=1)
+        qty_table = np.zeros((L * K, max_levels), dtype=np.int64)
+        for l, lv in enumerate(levels):
+            qty_table[l * K : (l + 1) * K, : len(lv)] = lv
+        return Network(
+            W=W, R=R, K=K, D=D, L=L, J=J, T=s.horizon_days,
+            capacity=np.array([w.capacity for w in s.warehouses], dtype=np.int64),
+            initial_stock=np.stack([per_sku(w.initial_stock) for w in s.warehouses]),
+            target_stock=np.stack([per_sku(w.target_stock) for w in s.warehouses]),
+            is_hub=np.array([w.kind == "hub" for w in s.warehouses]),
+            unit_profit=np.array([k.unit_profit for k in s.skus], dtype=np.float64),
+            lost_penalty=np.array([k.lost_sale_penalty for k in s.skus], dtype=np.float64),
+            sla_days=np.array([r.sla_days for r in s.regions], dtype=np.int64),
+            dl_warehouse=np.array([wh[ln.warehouse] for ln in dls], dtype=np.int64),
+            dl_region=np.array([reg[ln.region] for ln in dls], dtype=np.int64),
+            dl_unit_base_cost=np.array([ln.distance_km * ln.cost_per_km + ln.fee_per_order for ln in dls]),
+            dl_cost_per_day=np.array([ln.cost_per_transit_day for ln in dls]),
+            dl_expected_transit=np.array(
+                [expected_transit_days(ln.transit_days, ln.abnormal_delay_prob, ln.abnormal_delay_days, s.deterministic) for ln in dls]
+            ),
+            dl_expected_unit_cost=np.array(
+                [expected_unit_cost(ln, s.regions[reg[ln.region]].sla_days, s.delay_penalty_alpha, s.deterministic) for ln in dls]
+            ),
+            region_lanes=region_lanes,
+            home_lane=home_lane,
+            tl_origin=np.array([wh[t.origin] for t in s.transfer_lanes], dtype=np.int64),
+            tl_destination=np.array([wh[t.destination] for t in s.transfer_lanes], dtype=np.int64),
+            tl_levels=levels,
+            tl_cost_per_unit=np.array([t.cost_per_unit for t in s.transfer_lanes], dtype=np.float64),
+            tl_fixed_cost=np.array([t.fixed_cost for t in s.transfer_lanes], dtype=np.float64),
+            tl_profit_per_unit=np.array([t.profit_per_unit for t in s.transfer_lanes], dtype=np.float64),
+            tl_expected_lead=np.array(
+                [midpoint(t.lead_time_days) if s.deterministic else sum(t.lead_time_days) / 2 for t in s.transfer_lanes],
+                dtype=np.float64,
+            ),
+            tl_max_lead=max((t.lead_time_days[1] for t in s.transfer_lanes), default=1),
+            lot_region=lot_region,
+            lot_sku=lot_sku,
+            lot_nvec=1 + np.array([len(region_lanes[r]) for r in lot_region], dtype=np.int64),
+            lot_lane_table=lot_lane_table,
+            transfer_nvec=np.repeat([len(lv) for lv in levels], K).astype(np.int64),
+            transfer_qty_table=qty_table,
+        )
+
+
+def expected_transit_days(transit: tuple[int, int], p_abnormal: float, delay: tuple[int, int], deterministic: bool) -> float:
+    """Mean transit days of a lane (what a policy may plan with); the realized value under ``deterministic``."""
+    if deterministic:
+        return float(midpoint(transit))
+    return (transit[0] + transit[1]) / 2 + p_abnormal * (delay[0] + delay[1]) / 2
+
+
+def transit_distribution(lane, deterministic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Support (days) and probabilities of a delivery lane's realized transit time."""
+    if deterministic:
+        return np.array([midpoint(lane.transit_days)]), np.array([1.0])
+    base = np.arange(lane.transit_days[0], lane.transit_days[1] + 1)
+    extra = np.arange(lane.abnormal_delay_days[0], lane.abnormal_delay_days[1] + 1)
+    p = lane.abnormal_delay_prob
+    days = np.concatenate([base, (base[:, None] + extra[None, :]).reshape(-1)])
+    prob = np.concatenate([np.full(len(base), (1 - p) / len(base)), np.full(len(base) * len(extra), p / (len(base) * len(extra)))])
+    return days, prob
+
+
+def expected_unit_cost(lane, sla_days: int, alpha: float, deterministic: bool) -> float:
+    """E[Eq.1 + Eq.4] of one unit shipped on ``lane`` (USD), over its transit distribution."""
+    days, prob = transit_distribution(lane, deterministic)
+    late = np.maximum(days - sla_days, 0)
+    eq1 = lane.distance_km * lane.cost_per_km + lane.fee_per_order + days * lane.cost_per_transit_day
+    return float(np.dot(prob, eq1 + alpha * late * late))
+
+
+def midpoint(pair: tuple[int, int]) -> int:
+    """Integer mean of a day range, rounded half up (the deterministic realization)."""
+    return (pair[0] + pair[1] + 1) // 2
+
+
+def split_lots(demand: np.ndarray, J: int) -> np.ndarray:
+    """Split integer demand ``[...]`` into ``J`` lots ``[..., J]``: as equal as possible, larger lots first."""
+    base = demand[..., None] // J
+    extra = (np.arange(J) < (demand[..., None] % J)).astype(demand.dtype)
+    return base + extra

@@ -1,0 +1,129 @@
+"""Realization: everything random in one episode, drawn before it starts.
+
+A :class:`Realization` is drawn from a scenario with one seed and is independent
+of every action, so every policy and the hindsight MILP face the same trace for
+the same seed (common random numbers). Shapes use ``T`` days, ``R`` regions,
+``K`` SKUs, ``W`` warehouses, ``D`` delivery lanes, ``L`` transfer lanes and
+``J`` lots per (region, SKU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from envs.network import midpoint, split_lots
+
+if TYPE_CHECKING:
+    from envs.scenario import Scenario
+
+
+@dataclass(eq=False)
+class Realization:
+    seed: int
+    demand: np.ndarray  # [T, R, K] int, units ordered
+    transit_days: np.ndarray  # [T, D] int, realized transit time (tau) of a unit shipped that day, delay included
+    abnormal_delay: np.ndarray  # [T, D] int, extra days from an abnormal delay (0 = none)
+    delivery_open: np.ndarray  # [T, D] bool, lane usable that day
+    transfer_lead: np.ndarray  # [T, L] int >= 1, days until a transfer dispatched that day arrives
+    transfer_open: np.ndarray  # [T, L] bool
+    supply: np.ndarray  # [T, W, K] int, supplier units arriving on hand at the start of day t
+
+    def lots(self, lots_per_batch: int) -> np.ndarray:
+        """Lot sizes ``[T, R, K, J]`` (units); see :func:`envs.network.split_lots`."""
+        return split_lots(self.demand, lots_per_batch)
+
+    def copy(self) -> Realization:
+        return Realization(**{f.name: _copy(getattr(self, f.name)) for f in fields(self)})
+
+    def equals(self, other: Realization) -> bool:
+        return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
+
+
+def _copy(x):
+    return x.copy() if isinstance(x, np.ndarray) else x
+
+
+def expected_demand(scenario: Scenario) -> np.ndarray:
+    """Mean demand ``[T, R, K]`` (float units/day): the forecast every policy may read."""
+    T, regions, skus = scenario.horizon_days, scenario.regions, scenario.skus
+    days = np.arange(T)
+    out = np.zeros((T, len(regions), len(skus)))
+    sku_index = {k.name: i for i, k in enumerate(skus)}
+    for r, region in enumerate(regions):
+        for name, m in region.demand.items():
+            rate = m.base_rate * np.asarray(m.weekly)[days % 7] * np.maximum(0.0, 1.0 + m.trend * days)
+            for p in m.promotions:
+                rate = np.where((days >= p.start_day) & (days <= p.end_day), rate * p.multiplier, rate)
+            out[:, r, sku_index[name]] = rate
+    return out
+
+
+def expected_supply(scenario: Scenario) -> np.ndarray:
+    """Scheduled supplier units ``[T, W, K]`` (the plan; the realization may deviate by ``quantity_cv``)."""
+    T = scenario.horizon_days
+    wh = {w.name: i for i, w in enumerate(scenario.warehouses)}
+    sku = {k.name: i for i, k in enumerate(scenario.skus)}
+    out = np.zeros((T, len(wh), len(sku)), dtype=np.int64)
+    for sh in scenario.supplier_shipments:
+        out[sh.first_day : T : sh.period_days, wh[sh.warehouse], sku[sh.sku]] += sh.quantity
+    return out
+
+
+def sample_realization(scenario: Scenario, seed: int) -> Realization:
+    """Draw a realization; the draw order is fixed so a seed always gives the same trace."""
+    net = scenario.network
+    T, D, L = net.T, net.D, net.L
+    mean_demand = expected_demand(scenario)
+    dls, tls = scenario.delivery_lanes, scenario.transfer_lanes
+    if scenario.deterministic:
+        transit = np.tile([midpoint(ln.transit_days) for ln in dls], (T, 1))
+        lead = np.tile([midpoint(t.lead_time_days) for t in tls], (T, 1)).reshape(T, L)
+        return Realization(
+            seed=int(seed),
+            demand=np.floor(mean_demand + 0.5).astype(np.int64),
+            transit_days=transit.astype(np.int64),
+            abnormal_delay=np.zeros((T, D), dtype=np.int64),
+            delivery_open=np.ones((T, D), dtype=bool),
+            transfer_lead=lead.astype(np.int64),
+            transfer_open=np.ones((T, L), dtype=bool),
+            supply=expected_supply(scenario),
+        )
+    rng = np.random.default_rng(seed)
+    demand = rng.poisson(mean_demand).astype(np.int64)
+
+    lo = np.array([ln.transit_days[0] for ln in dls])
+    hi = np.array([ln.transit_days[1] for ln in dls])
+    base = rng.integers(lo, hi + 1, size=(T, D))
+    p_ab = np.array([ln.abnormal_delay_prob for ln in dls])
+    dlo = np.array([ln.abnormal_delay_days[0] for ln in dls])
+    dhi = np.array([ln.abnormal_delay_days[1] for ln in dls])
+    is_abnormal = rng.random((T, D)) < p_ab
+    delay = np.where(is_abnormal, rng.integers(dlo, dhi + 1, size=(T, D)), 0)
+    open_d = rng.random((T, D)) >= np.array([ln.closure_prob for ln in dls])
+
+    llo = np.array([t.lead_time_days[0] for t in tls], dtype=np.int64)
+    lhi = np.array([t.lead_time_days[1] for t in tls], dtype=np.int64)
+    lead = rng.integers(llo, lhi + 1, size=(T, L))
+    open_t = rng.random((T, L)) >= np.array([t.closure_prob for t in tls])
+
+    supply = np.zeros((T, net.W, net.K), dtype=np.int64)
+    wh = {w.name: i for i, w in enumerate(scenario.warehouses)}
+    sku = {k.name: i for i, k in enumerate(scenario.skus)}
+    for sh in scenario.supplier_shipments:
+        days = np.arange(sh.first_day, T, sh.period_days)
+        noise = rng.standard_normal(len(days))
+        qty = np.maximum(0, np.floor(sh.quantity * (1 + sh.quantity_cv * noise) + 0.5)).astype(np.int64)
+        supply[days, wh[sh.warehouse], sku[sh.sku]] += qty
+    return Realization(
+        seed=int(seed),
+        demand=demand,
+        transit_days=(base + delay).astype(np.int64),
+        abnormal_delay=delay.astype(np.int64),
+        delivery_open=open_d,
+        transfer_lead=lead.astype(np.int64).reshape(T, L),
+        transfer_open=open_t.reshape(T, L),
+        supply=supply,
+    )

@@ -1,0 +1,339 @@
+"""Scenario: the static, validated description of one cross-border network.
+
+A :class:`Scenario` is plain data (no randomness): warehouses, customer regions,
+SKUs, delivery and transfer lanes, supplier shipments, penalty coefficients and
+the *models* of demand and transit time. It is loaded from a preset name or a
+YAML/JSON file and written back losslessly (``Scenario.from_file(p).to_file(q)``
+gives an equal scenario). Everything random in an episode is drawn from it by
+:meth:`Scenario.sample`, which returns a :class:`~envs.realization.Realization`.
+
+Units used throughout: money in USD, time in whole days, stock in units (one
+customer order is one unit), distances in km.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if TYPE_CHECKING:
+    from envs.network import Network
+    from envs.realization import Realization
+
+PRESET_DIR = Path(__file__).parent / "scenarios"
+
+NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+DayRange = Annotated[tuple[PosInt, PosInt], Field(description="[min, max] whole days, inclusive")]
+
+
+class ScenarioError(ValueError):
+    """A scenario failed validation; the message names each bad field, its value and what is allowed."""
+
+
+class _Model(BaseModel):
+    # strict about unknown keys so that a typo in a YAML file is an error, not a silent default
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sku(_Model):
+    """A stock-keeping unit. Each customer order is one unit of one SKU."""
+
+    name: str = Field(min_length=1)
+    unit_profit: NonNegFloat = Field(description="USD earned per unit sold, before logistics (Eq.2)")
+    lost_sale_penalty: NonNegFloat = Field(description="USD charged per unit of demand not served")
+
+
+class Warehouse(_Model):
+    """A hub (receives supplier shipments) or an overseas warehouse."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["hub", "overseas"]
+    capacity: NonNegInt = Field(description="max inventory position (on hand + inbound transfers), all SKUs, units")
+    initial_stock: dict[str, NonNegInt] = Field(default_factory=dict, description="units on hand at day 0, per SKU")
+    target_stock: dict[str, NonNegInt] = Field(
+        default_factory=dict,
+        description="I* of Eq.5 per SKU, units; a SKU absent or at 0 is not scored for this warehouse",
+    )
+
+
+class Promotion(_Model):
+    """A multiplicative demand spike on days ``start_day..end_day`` (inclusive)."""
+
+    start_day: NonNegInt
+    end_day: NonNegInt
+    multiplier: NonNegFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Promotion:
+        if self.end_day < self.start_day:
+            raise ValueError(f"end_day={self.end_day} must be >= start_day={self.start_day}")
+        return self
+
+
+class DemandModel(_Model):
+    """Expected daily demand ``base_rate * weekly[day % 7] * (1 + trend * day) * promo(day)``.
+
+    The realized demand is Poisson with that mean (or the mean rounded half up
+    when the scenario is ``deterministic``).
+    """
+
+    base_rate: NonNegFloat = Field(description="expected units per day")
+    weekly: tuple[NonNegFloat, ...] = Field(default=(1.0,) * 7, description="7 multipliers, day 0 = index 0")
+    trend: float = Field(default=0.0, description="relative growth per day (0.01 = +1%/day)")
+    promotions: tuple[Promotion, ...] = ()
+
+    @model_validator(mode="after")
+    def _seven_days(self) -> DemandModel:
+        if len(self.weekly) != 7:
+            raise ValueError(f"weekly must hold exactly 7 multipliers, got {len(self.weekly)}")
+        return self
+
+
+class Region(_Model):
+    """A customer region with its delivery SLA and per-SKU demand models."""
+
+    name: str = Field(min_length=1)
+    sla_days: PosInt = Field(description="t0 of Eq.4: promised delivery days (> 0)")
+    demand: dict[str, DemandModel] = Field(description="SKU name -> demand model; SKUs absent have no demand")
+    home_warehouse: str = Field(description="warehouse of the fixed routing rule (CrossBorderTransfer-v0)")
+    home_mode: str = Field(description="mode of the fixed routing rule (CrossBorderTransfer-v0)")
+
+
+class DeliveryLane(_Model):
+    """Lane ``(warehouse, region, mode)`` that ships customer orders.
+
+    Eq.1 cost per unit shipped: ``distance_km * cost_per_km + tau * cost_per_transit_day
+    + fee_per_order``, with ``tau`` the realized transit days.
+    """
+
+    warehouse: str
+    region: str
+    mode: str = Field(min_length=1)
+    distance_km: NonNegFloat
+    cost_per_km: NonNegFloat = Field(description="USD per unit per km (c of Eq.1)")
+    cost_per_transit_day: NonNegFloat = Field(description="USD per unit per day in transit (v of Eq.1)")
+    fee_per_order: NonNegFloat = Field(default=0.0, description="customs clearance + last mile, USD per order")
+    transit_days: DayRange
+    abnormal_delay_prob: Probability = 0.0
+    abnormal_delay_days: tuple[NonNegInt, NonNegInt] = (0, 0)
+    closure_prob: Probability = 0.0
+
+    @model_validator(mode="after")
+    def _ranges(self) -> DeliveryLane:
+        _check_range("transit_days", self.transit_days)
+        _check_range("abnormal_delay_days", self.abnormal_delay_days)
+        return self
+
+
+class TransferLane(_Model):
+    """Lane ``origin -> destination`` by ``mode`` that moves stock between warehouses.
+
+    Sending ``q > 0`` units contributes ``q * profit_per_unit - (q * cost_per_unit + fixed_cost)``
+    to Eq.2 (allocation revenue minus allocation cost m(q)).
+    """
+
+    origin: str
+    destination: str
+    mode: str = Field(min_length=1)
+    quantity_levels: tuple[NonNegInt, ...] = Field(description="allowed units per SKU per day, must contain 0")
+    cost_per_unit: NonNegFloat
+    fixed_cost: NonNegFloat = Field(default=0.0, description="USD per executed shipment (per SKU)")
+    profit_per_unit: NonNegFloat = Field(default=0.0, description="r of Eq.2: profit increment per unit moved")
+    lead_time_days: DayRange
+    closure_prob: Probability = 0.0
+
+    @model_validator(mode="after")
+    def _levels(self) -> TransferLane:
+        levels = self.quantity_levels
+        if not levels:
+            raise ValueError("quantity_levels is empty; give increasing whole numbers starting with 0, e.g. [0, 10, 25]")
+        if levels[0] != 0 or any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
+            raise ValueError(f"quantity_levels={list(levels)} must be strictly increasing and start with 0")
+        if self.origin == self.destination:
+            raise ValueError(f"origin and destination are both {self.origin!r}")
+        _check_range("lead_time_days", self.lead_time_days)
+        return self
+
+
+class SupplierShipment(_Model):
+    """Replenishment of a hub: ``quantity`` units of ``sku`` every ``period_days`` from ``first_day``.
+
+    The realized quantity is ``round(quantity * (1 + quantity_cv * N(0,1)))``, at least 0
+    (exactly ``quantity`` when the scenario is deterministic).
+    """
+
+    warehouse: str
+    sku: str
+    quantity: NonNegInt
+    first_day: NonNegInt = 0
+    period_days: PosInt = 7
+    quantity_cv: NonNegFloat = 0.0
+
+
+class Scenario(_Model):
+    """A whole network: see the module docstring. Build with :func:`load_scenario`."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    horizon_days: PosInt
+    lots_per_batch: PosInt = Field(description="each day's demand of a (region, SKU) is split into this many lots")
+    deterministic: bool = Field(default=False, description="realization = expectation (no noise, closures, delays)")
+    delay_penalty_alpha: NonNegFloat = Field(description="alpha of Eq.4, USD per unit per day^2 late")
+    imbalance_lambda: NonNegFloat = Field(description="lambda of Eq.5, USD per warehouse-day at unit relative gap")
+    skus: tuple[Sku, ...] = Field(min_length=1)
+    warehouses: tuple[Warehouse, ...] = Field(min_length=1)
+    regions: tuple[Region, ...] = Field(min_length=1)
+    delivery_lanes: tuple[DeliveryLane, ...] = Field(min_length=1)
+    transfer_lanes: tuple[TransferLane, ...] = ()
+    supplier_shipments: tuple[SupplierShipment, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        _check_references(self)
+        return self
+
+    # ------------------------------------------------------------------ I/O
+    @classmethod
+    def from_dict(cls, data: dict) -> Scenario:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ScenarioError(_format_errors(err)) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Scenario:
+        path = Path(path)
+        if not path.is_file():
+            raise ScenarioError(f"scenario file {str(path)!r} does not exist")
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise ScenarioError(f"scenario file {str(path)!r} must hold a mapping at top level")
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def to_file(self, path: str | Path) -> Path:
+        """Write as YAML (or JSON for a ``.json`` suffix); atomic, so a crash leaves no half file."""
+        path = Path(path)
+        data = self.to_dict()
+        text = json.dumps(data, indent=1) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
+
+    # ----------------------------------------------------------- derived data
+    @functools.cached_property
+    def network(self) -> Network:
+        """Index arrays for the environment and the MILP (computed once per scenario)."""
+        from envs.network import Network
+
+        return Network.build(self)
+
+    def sample(self, seed: int) -> Realization:
+        """Draw the episode's exogenous trace; deterministic per ``seed``, independent of any action."""
+        from envs.realization import sample_realization
+
+        return sample_realization(self, seed)
+
+
+def _check_range(field: str, pair: tuple[int, int]) -> None:
+    if pair[1] < pair[0]:
+        raise ValueError(f"{field}={list(pair)} must be [min, max] with min <= max")
+
+
+def _check_references(s: Scenario) -> None:
+    """Cross-field checks; each message names the field, the value and the allowed values."""
+    skus = [k.name for k in s.skus]
+    whs = [w.name for w in s.warehouses]
+    regs = [r.name for r in s.regions]
+    for field, names in (("skus", skus), ("warehouses", whs), ("regions", regs)):
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"{field}: duplicate names {sorted(dup)}")
+
+    def need(field: str, value: str, allowed: list[str]) -> None:
+        if value not in allowed:
+            raise ValueError(f"{field}={value!r} is unknown; allowed: {allowed}")
+
+    for i, w in enumerate(s.warehouses):
+        for k in (*w.initial_stock, *w.target_stock):
+            need(f"warehouses[{i}] ({w.name}) SKU key", k, skus)
+        if sum(w.initial_stock.values()) > w.capacity:
+            raise ValueError(
+                f"warehouses[{i}] ({w.name}).initial_stock totals {sum(w.initial_stock.values())} "
+                f"units, above capacity={w.capacity}"
+            )
+    lane_modes: dict[str, set[tuple[str, str]]] = {r: set() for r in regs}
+    for i, ln in enumerate(s.delivery_lanes):
+        need(f"delivery_lanes[{i}].warehouse", ln.warehouse, whs)
+        need(f"delivery_lanes[{i}].region", ln.region, regs)
+        key = (ln.warehouse, ln.mode)
+        if key in lane_modes[ln.region]:
+            raise ValueError(f"delivery_lanes[{i}]: lane {ln.warehouse}->{ln.region} by {ln.mode} is listed twice")
+        lane_modes[ln.region].add(key)
+    for i, r in enumerate(s.regions):
+        for k in r.demand:
+            need(f"regions[{i}] ({r.name}).demand SKU key", k, skus)
+        home = (r.home_warehouse, r.home_mode)
+        allowed = sorted(f"{w}/{m}" for w, m in lane_modes[r.name])
+        if home not in lane_modes[r.name]:
+            raise ValueError(
+                f"regions[{i}] ({r.name}).home_warehouse/home_mode={r.home_warehouse}/{r.home_mode} "
+                f"is not a delivery lane of this region; allowed: {allowed}"
+            )
+    seen: set[tuple[str, str, str]] = set()
+    for i, ln in enumerate(s.transfer_lanes):
+        need(f"transfer_lanes[{i}].origin", ln.origin, whs)
+        need(f"transfer_lanes[{i}].destination", ln.destination, whs)
+        if (ln.origin, ln.destination, ln.mode) in seen:
+            raise ValueError(f"transfer_lanes[{i}]: {ln.origin}->{ln.destination} by {ln.mode} is listed twice")
+        seen.add((ln.origin, ln.destination, ln.mode))
+    hubs = [w.name for w in s.warehouses if w.kind == "hub"]
+    for i, sh in enumerate(s.supplier_shipments):
+        need(f"supplier_shipments[{i}].warehouse", sh.warehouse, hubs)
+        need(f"supplier_shipments[{i}].sku", sh.sku, skus)
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = [f"invalid scenario ({err.error_count()} error(s)):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<scenario>"
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict | list | tuple) else f" (got {value!r})"
+        lines.append(f"  {loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_preset(name: str) -> Scenario:
+    return Scenario.from_file(PRESET_DIR / f"{name}.yaml")
+
+
+def load_scenario(spec: str | Path | Scenario) -> Scenario:
+    """A :class:`Scenario` from a preset name (``"table1"``), a YAML/JSON path, or a Scenario (returned as is)."""
+    if isinstance(spec, Scenario):
+        return spec
+    if isinstance(spec, str) and spec in preset_names():
+        return _load_preset(spec)
+    path = Path(spec)
+    if path.suffix in {".yaml", ".yml", ".json"}:
+        return Scenario.from_file(path)
+    raise ScenarioError(
+        f"scenario={str(spec)!r} is neither a preset nor a .yaml/.yml/.json file; presets: {preset_names()}"
+    )
