@@ -14,6 +14,7 @@ customer order is one unit), distances in km.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -231,6 +232,11 @@ class Scenario(_Model):
         tmp.write_text(text)
         tmp.replace(path)
         return path
+
+    def content_hash(self) -> str:
+        """SHA-256 (hex, 16 chars) of the canonical JSON form: the cache key of anything solved on this scenario."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # ----------------------------------------------------------- derived data
     @functools.cached_property
