@@ -9,8 +9,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.dynamics import TERM_NAMES, State, episode_kpis, initial_state, lot_masks, run_day, transfer_masks
-from envs.realization import Realization, expected_demand
+from envs.dynamics import State, episode_kpis, initial_state, lot_masks, run_day, ship_lots, transfer_masks
+from envs.realization import Realization, demand_cap, expected_demand, expected_supply
 from envs.scenario import Scenario, load_scenario
 from envs.view import DayView
 
@@ -60,25 +60,34 @@ class CrossBorderDispatchEnv(gym.Env):
       the index of the quantity level (units) in the lane's ``quantity_levels``.
 
     Masks: ``env.action_masks()`` (the sb3-contrib convention: a flat bool array of length
-    ``sum(nvec)``) and ``info["action_mask"]``. Each choice is judged *alone* against the
-    state at the start of the day. Choices that are fine alone can still collide (two
-    lots on the same stock): the later slot then fails. An unmasked infeasible choice is
-    not an error: the lot is lost (lost-sale penalty) and the transfer is not sent (no
-    cost). An action of the wrong shape, a non-integer entry or an entry outside
-    ``[0, nvec)`` raises ``ValueError``. Nothing is clipped.
+    ``sum(nvec)``) and ``info["action_mask"]``. Each choice is judged *alone*: a masked-in
+    choice, taken with every other slot at 0, is executed (the lot ships, the transfer is
+    sent). Lots are judged on the stock at the start of the day; transfers on the same
+    stock with every lot rejected, or, in ``CrossBorderTransfer-v0``, on the stock the
+    fixed routing rule leaves. Choices that are fine alone can still collide (two lots on
+    the same stock, a lot and a transfer on the same stock, two transfers into the same
+    capacity): the later slot then fails. An unmasked infeasible choice is not an error:
+    the lot is lost (lost-sale penalty) and the transfer is not sent (no cost). An action
+    of the wrong shape, a non-integer entry or an entry outside ``[0, nvec)`` raises
+    ``ValueError``. Nothing is clipped.
 
     ## Observation Space
 
     A flat ``float32`` ``Box``; ``env.unwrapped.obs_slices`` maps each block to its slice.
     Stock is divided by ``stock_scale`` (the largest warehouse capacity), demand by
     ``demand_scale`` (the largest mean daily demand of a (region, SKU), at least 1).
-    It holds only what a dispatcher knows today, never a future realization.
+    It holds only what a dispatcher knows today, never a future realization. The bounds
+    are finite and always hold: ``stock_high`` = (total initial stock + twice the
+    scheduled supplier units of the horizon) / stock_scale, since a realized supplier
+    arrival is at most twice its schedule; ``lot_high`` = the largest demand cap
+    ``floor(3 * mean + 20)`` / demand_scale, since realized demand is truncated there
+    (:func:`envs.realization.demand_cap`). Both are attributes of ``env.unwrapped``.
 
     | block | shape | meaning | min | max |
     |---|---|---|---|---|
-    | ``on_hand`` | W*K | stock on hand after today's arrivals / stock_scale | 0 | inf |
-    | ``pipeline`` | W*K*H | transfer units arriving in 1..H days / stock_scale (H = longest lead time) | 0 | inf |
-    | ``lots`` | R*K*J | today's lot sizes / demand_scale | 0 | inf |
+    | ``on_hand`` | W*K | on hand after today's arrivals / stock_scale, warehouse-major | 0 | stock_high |
+    | ``pipeline`` | W*K*H | transfers arriving in 1..H days / stock_scale (H = max lead), day last | 0 | stock_high |
+    | ``lots`` | R*K*J | today's lot sizes / demand_scale, in lot-slot order | 0 | lot_high |
     | ``delivery_open`` | D | 1 if the delivery lane is open today | 0 | 1 |
     | ``transfer_open`` | L | 1 if the transfer lane is open today | 0 | 1 |
     | ``day`` | 1 | day index / horizon | 0 | 1 |
@@ -109,15 +118,19 @@ class CrossBorderDispatchEnv(gym.Env):
     Warehouses hold the scenario's ``initial_stock`` plus the supplier shipments and
     nothing else due on day 0; the realization is ``scenario.sample(seed)`` for
     ``reset(seed=seed)``; with ``seed=None`` a seed is drawn from ``self.np_random``.
-    ``reset(options={"realization": r})`` plays a given :class:`Realization` instead.
+    ``reset(options={"realization": r})`` plays a given :class:`Realization` instead
+    (checked by :meth:`Realization.check`; a bad one raises ``ValueError``).
     The episode's realization is ``env.unwrapped.realization``.
 
     ## Episode End
 
     * Termination: after the last day of the scenario's ``horizon_days`` (the problem's
       own end, so it is termination, not truncation). The final ``info`` holds
-      ``episode_kpis``: ``fill_rate``, ``on_time_rate``, ``abnormal_delay_rate``,
-      ``avg_delivery_days``, ``transport_cost_per_unit``, ``units_transferred``.
+      ``episode_kpis``: ``fill_rate`` (units shipped / units demanded), ``on_time_rate``
+      and ``abnormal_delay_rate`` (shares of units shipped), ``avg_delivery_days`` (mean
+      realized transit days per unit shipped), ``transport_cost_per_unit`` (Eq.1 per unit
+      shipped, USD), ``units_transferred``, ``units_demanded``, ``units_shipped``. After
+      termination ``step`` raises ``RuntimeError`` until ``reset``.
     * Truncation: never by the env itself (no ``max_episode_steps`` is registered because
       the horizon is scenario data).
 
@@ -131,10 +144,13 @@ class CrossBorderDispatchEnv(gym.Env):
 
     ```python
     import gymnasium as gym
+    import numpy as np
     import envs  # registers the ids
     env = gym.make("CrossBorderDispatch-v0", scenario="table1")
     obs, info = env.reset(seed=0)
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask=...))
+    nvec = env.action_space.nvec  # one flat mask, split per slot for MultiDiscrete.sample
+    mask = tuple(np.split(info["action_mask"].astype(np.int8), np.cumsum(nvec)[:-1]))
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask=mask))
     ```
 
     ## Version History
@@ -170,7 +186,9 @@ class CrossBorderDispatchEnv(gym.Env):
         self.n_lot_slots = net.n_lots if self.routes else 0
         self.n_transfer_slots = net.L * net.K if self.transfers else 0
         if len(nvec) == 0:
-            raise ValueError(f"decisions={decisions!r} leaves no action: scenario {self.scenario.name!r} has no transfer lanes")
+            raise ValueError(
+                f"decisions={decisions!r} leaves no action: scenario {self.scenario.name!r} has no transfer lanes"
+            )
         self.action_space = spaces.MultiDiscrete(nvec)
         # the fixed routing rule of CrossBorderTransfer-v0: each lot to its region's home lane
         region_pos = [int(np.flatnonzero(net.region_lanes[r] == net.home_lane[r])[0]) for r in range(net.R)]
@@ -182,6 +200,12 @@ class CrossBorderDispatchEnv(gym.Env):
         self.stock_scale = float(max(net.capacity.max(), 1))
         mean = expected_demand(self.scenario)
         self.demand_scale = float(max(mean.max(), 1.0))
+        # Finite bounds (see the docstring): no (warehouse, SKU) ever holds or awaits more units than
+        # entered the network (initial stock plus supplier units, each arrival at most twice its
+        # schedule), and no lot exceeds the demand cap of the realization.
+        max_units = int(net.initial_stock.sum()) + 2 * int(expected_supply(self.scenario).sum())
+        self.stock_high = float(np.float32(max(max_units, 1) / self.stock_scale))
+        self.lot_high = float(np.float32(int(demand_cap(mean).max(initial=0)) / self.demand_scale))
         self._forecast = np.zeros((net.T + F + 1, net.R * net.K), dtype=np.float32)
         self._forecast[: net.T] = (mean / self.demand_scale).reshape(net.T, -1)
         sizes = {
@@ -199,9 +223,10 @@ class CrossBorderDispatchEnv(gym.Env):
         for name, n in sizes.items():
             self.obs_slices[name] = slice(start, start + n)
             start += n
-        high = np.full(start, np.inf, dtype=np.float32)
-        for name in ("delivery_open", "transfer_open", "day", "weekday"):
-            high[self.obs_slices[name]] = 1.0
+        high = np.ones(start, dtype=np.float32)
+        high[self.obs_slices["on_hand"]] = self.stock_high
+        high[self.obs_slices["pipeline"]] = self.stock_high
+        high[self.obs_slices["lots"]] = self.lot_high
         self.observation_space = spaces.Box(low=np.zeros(start, dtype=np.float32), high=high, dtype=np.float32)
 
         self.lane_labels = [f"{ln.warehouse}->{ln.region} by {ln.mode}" for ln in self.scenario.delivery_lanes]
@@ -209,6 +234,10 @@ class CrossBorderDispatchEnv(gym.Env):
         self.episode_seed: int | None = None
         self.state: State | None = None
         self._lots: np.ndarray | None = None  # [T, R*K*J] lot sizes of the episode
+        self._mask_day = -1  # day of the cached masks below (-1 = none)
+        self._lot_mask: np.ndarray | None = None  # [R*K*J, 1 + max lanes] bool
+        self._transfer_mask: np.ndarray | None = None  # [L*K, max levels] bool
+        self._flat_mask: np.ndarray | None = None  # [sum(nvec)] bool
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -216,8 +245,9 @@ class CrossBorderDispatchEnv(gym.Env):
         options = options or {}
         real = options.get("realization")
         if real is not None:
-            if not isinstance(real, Realization) or real.demand.shape != (self.net.T, self.net.R, self.net.K):
-                raise ValueError("options['realization'] must be a Realization drawn from this scenario")
+            if not isinstance(real, Realization):
+                raise ValueError(f"options['realization'] must be a Realization, got {type(real).__name__}")
+            real.check(self.scenario)
             self.episode_seed = real.seed
         else:
             self.episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
@@ -225,6 +255,7 @@ class CrossBorderDispatchEnv(gym.Env):
         self.realization = real
         self._lots = real.lots(self.net.J).reshape(self.net.T, -1)
         self.state = initial_state(self.net, real)
+        self._mask_day = -1
         return self._observation(), {"action_mask": self.action_masks(), "day": 0}
 
     def step(self, action):
@@ -234,7 +265,9 @@ class CrossBorderDispatchEnv(gym.Env):
             raise RuntimeError("the episode has ended; call reset()")
         action = self._check_action(action)
         lot_choice = action[: self.n_lot_slots] if self.routes else self._home_choice
-        transfer_choice = action[self.n_lot_slots :] if self.transfers else np.zeros(self.net.L * self.net.K, dtype=np.int64)
+        transfer_choice = (
+            action[self.n_lot_slots :] if self.transfers else np.zeros(self.net.L * self.net.K, dtype=np.int64)
+        )
         day = self.state.day
         terms = run_day(
             self.net,
@@ -261,29 +294,15 @@ class CrossBorderDispatchEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Flat bool mask of length ``sum(nvec)``: True where a choice is feasible alone today."""
-        parts = []
-        ended = self.state.day >= self.net.T
-        if self.routes:
-            if ended:
-                m = np.zeros_like(self._lot_cols)
-                m[:, 0] = True
-            else:
-                m = lot_masks(self.net, self.realization, self.state, self._lots[self.state.day])
-            parts.append(m[self._lot_cols])
-        if self.transfers:
-            if ended:
-                m = np.zeros_like(self._tr_cols)
-                m[:, 0] = True
-            else:
-                m = transfer_masks(self.net, self.realization, self.state)
-            parts.append(m[self._tr_cols])
-        return np.concatenate(parts)
+        self._update_masks()
+        return self._flat_mask.copy()
 
     def view(self) -> DayView:
         """What a dispatcher knows now (today's state, orders, lane status, pipeline); no future realization."""
         net, st, t = self.net, self.state, self.state.day
         if t >= net.T:
             raise RuntimeError("the episode has ended; call reset()")
+        self._update_masks()
         return DayView(
             day=t,
             on_hand=st.on_hand.copy(),
@@ -291,26 +310,60 @@ class CrossBorderDispatchEnv(gym.Env):
             lots=self._lots[t].copy(),
             delivery_open=self.realization.delivery_open[t].copy(),
             transfer_open=self.realization.transfer_open[t].copy(),
-            lot_mask=lot_masks(net, self.realization, st, self._lots[t]),
-            transfer_mask=transfer_masks(net, self.realization, st),
+            lot_mask=self._lot_mask.copy(),
+            transfer_mask=self._transfer_mask.copy(),
             routes=self.routes,
             transfers=self.transfers,
         )
 
     # ------------------------------------------------------------ internals
+    def _update_masks(self) -> None:
+        """Compute the day's masks once (the state changes only in reset and step)."""
+        net, st, real = self.net, self.state, self.realization
+        if st is None:
+            raise RuntimeError("call reset() before asking for masks")
+        if self._mask_day == st.day:
+            return
+        if st.day >= net.T:  # episode over: only the null choices
+            lot_m = np.zeros(self._lot_cols.shape, dtype=bool)
+            tr_m = np.zeros(self._tr_cols.shape, dtype=bool)
+            lot_m[:, 0] = tr_m[:, 0] = True
+        else:
+            lots = self._lots[st.day]
+            lot_m = lot_masks(net, real, st, lots)
+            on_hand = None
+            if not self.routes:
+                # the fixed routing rule ships before transfers, so judge transfers on the stock it leaves
+                sent, lane = ship_lots(net, real, st.day, st.on_hand, lots, self._home_choice)
+                out = np.bincount(net.dl_warehouse[lane] * net.K + net.lot_sku, weights=sent, minlength=net.W * net.K)
+                on_hand = st.on_hand - out.astype(np.int64).reshape(net.W, net.K)
+            tr_m = transfer_masks(net, real, st, on_hand)
+        parts = []
+        if self.routes:
+            parts.append(lot_m[self._lot_cols])
+        if self.transfers:
+            parts.append(tr_m[self._tr_cols])
+        self._lot_mask, self._transfer_mask, self._flat_mask = lot_m, tr_m, np.concatenate(parts)
+        self._mask_day = st.day
+
     def _check_action(self, action) -> np.ndarray:
         a = np.asarray(action)
         nvec = self.action_space.nvec
         if a.shape != nvec.shape:
-            raise ValueError(f"action has shape {a.shape}; expected {nvec.shape} (one entry per slot, see the docstring)")
+            raise ValueError(
+                f"action has shape {a.shape}; expected {nvec.shape} (one entry per slot, see the docstring)"
+            )
         if not np.issubdtype(a.dtype, np.integer):
-            if not (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a))):
-                raise ValueError(f"action must hold integers, got dtype {a.dtype}")
+            # whole floats (e.g. from a float policy head) are accepted; anything else is an error
+            if not (np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+                raise ValueError(f"action must hold integers (whole numbers), got dtype {a.dtype}")
             a = a.astype(np.int64)
         bad = np.flatnonzero((a < 0) | (a >= nvec))
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"action[{i}]={int(a[i])} is out of range; allowed: 0..{int(nvec[i]) - 1} ({bad.size} bad entries)")
+            raise ValueError(
+                f"action[{i}]={int(a[i])} is out of range; allowed: 0..{int(nvec[i]) - 1} ({bad.size} bad entries)"
+            )
         return a.astype(np.int64, copy=False)
 
     def _observation(self) -> np.ndarray:

@@ -40,12 +40,22 @@ class State:
     supplied: int = 0  # units received from suppliers so far (for the conservation check)
     shipped: int = 0  # units delivered to customers so far
     kpi: dict[str, float] = field(default_factory=dict)
+    arrived_through: int = 0  # last day whose arrivals are on hand (T - 1 once the episode is over)
 
     def in_transit(self) -> int:
-        return int(self.inbound[self.day + 1 :].sum()) if self.day < len(self.inbound) else 0
+        """Transfer units sent and not yet on hand (at episode end: those that would arrive after it)."""
+        return int(self.inbound[self.arrived_through + 1 :].sum())
 
     def copy(self) -> State:
-        return State(self.day, self.on_hand.copy(), self.inbound.copy(), self.supplied, self.shipped, dict(self.kpi))
+        return State(
+            self.day,
+            self.on_hand.copy(),
+            self.inbound.copy(),
+            self.supplied,
+            self.shipped,
+            dict(self.kpi),
+            self.arrived_through,
+        )
 
 
 KPI_COUNTERS = (
@@ -71,6 +81,7 @@ def _receive(state: State, real: Realization) -> None:
     t = state.day
     state.on_hand += state.inbound[t] + real.supply[t]
     state.supplied += int(real.supply[t].sum())
+    state.arrived_through = t
 
 
 def lot_masks(net: Network, real: Realization, state: State, lots_today: np.ndarray) -> np.ndarray:
@@ -79,43 +90,72 @@ def lot_masks(net: Network, real: Realization, state: State, lots_today: np.ndar
     Reject (column 0) is always allowed; a lane is allowed if it is open today and its
     warehouse holds at least the lot's size; an empty lot allows only reject.
     """
-    t = state.day
-    table = net.lot_lane_table
-    lane = np.where(table >= 0, table, 0)
-    wh = net.dl_warehouse[lane]
-    stock = state.on_hand[wh, net.lot_sku[:, None]]
     size = lots_today.reshape(-1)[:, None]
-    ok = (table >= 0) & real.delivery_open[t][lane] & (stock >= size) & (size > 0)
+    stock = state.on_hand.reshape(-1)[net.lot_stock_index]
+    ok = net.lot_valid & real.delivery_open[state.day][net.lot_lane_c] & (stock >= size) & (size > 0)
     ok[:, 0] = True
     return ok
 
 
-def transfer_masks(net: Network, real: Realization, state: State) -> np.ndarray:
-    """Feasible levels per transfer slot ``[L*K, max levels]`` bool, each judged alone at start of day.
+def transfer_masks(net: Network, real: Realization, state: State, on_hand: np.ndarray | None = None) -> np.ndarray:
+    """Feasible levels per transfer slot ``[L*K, max levels]`` bool, each judged alone.
 
     Level 0 (send nothing) is always allowed; a quantity ``q > 0`` needs the lane open
     today, ``q`` units of the SKU at the origin, and room for ``q`` in the destination's
-    inventory position.
+    inventory position. Stock is judged on ``on_hand`` ``[W, K]``: by default the state's
+    on hand at the start of the day (all lots rejected); pass the stock left after the
+    day's lots when they are fixed by rule (``CrossBorderTransfer-v0``) to get an exact mask.
     """
     if net.L == 0:
         return np.ones((0, 1), dtype=bool)
     t = state.day
+    on_hand = state.on_hand if on_hand is None else on_hand
     qty = net.transfer_qty_table  # [L*K, V]
-    slot_lane = np.repeat(np.arange(net.L), net.K)
-    slot_sku = np.tile(np.arange(net.K), net.L)
-    origin_stock = state.on_hand[net.tl_origin[slot_lane], slot_sku]
-    position = state.on_hand.sum(axis=1) + state.inbound[t + 1 :].sum(axis=(0, 2))
-    room = net.capacity - position
-    dst = net.tl_destination[slot_lane]
-    n_levels = net.transfer_nvec
+    slot_lane = net.transfer_slot_lane
+    origin_stock = on_hand[net.tl_origin[slot_lane], net.transfer_slot_sku]
+    position = on_hand.sum(axis=1) + state.inbound[t + 1 :].sum(axis=(0, 2))
+    room = (net.capacity - position)[net.tl_destination[slot_lane]]
     ok = (
         real.transfer_open[t][slot_lane][:, None]
         & (qty <= origin_stock[:, None])
-        & (qty <= room[dst][:, None])
-        & (np.arange(qty.shape[1])[None, :] < n_levels[:, None])
+        & (qty <= room[:, None])
+        & net.transfer_level_valid
     )
     ok[:, 0] = True
     return ok
+
+
+def ship_lots(
+    net: Network, real: Realization, day: int, on_hand: np.ndarray, lots: np.ndarray, lot_choice: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 2 of the day, without side effects: ``(sent, lane)``, both ``[R*K*J]`` int.
+
+    ``sent`` is the units each lot slot ships (its whole size or 0), ``lane`` the delivery
+    lane it names (0 where rejected; only meaningful where ``sent > 0``). Lots are played in
+    slot order against ``on_hand`` ``[W, K]`` at the start of the day.
+    """
+    k_of = net.lot_sku
+    lane = net.lot_lane_table[np.arange(net.n_lots), lot_choice]  # -1 = reject
+    wanted = (lane >= 0) & (lots > 0)
+    lane_c = np.where(wanted, lane, 0)
+    wanted &= real.delivery_open[day][lane_c]
+    wh = net.dl_warehouse[lane_c]
+
+    # Fast path: if no (warehouse, SKU) is asked for more than it holds, every wanted lot ships;
+    # otherwise play the lots of the over-asked pairs one by one, in slot order.
+    flat = wh * net.K + k_of
+    asked = np.bincount(flat[wanted], weights=lots[wanted], minlength=net.W * net.K).reshape(net.W, net.K)
+    ships = wanted.copy()
+    short = asked > on_hand
+    if short.any():
+        remaining = on_hand.reshape(-1).tolist()
+        for slot in np.flatnonzero(wanted & short[wh, k_of]).tolist():
+            i, n = int(flat[slot]), int(lots[slot])
+            if remaining[i] >= n:
+                remaining[i] -= n
+            else:
+                ships[slot] = False
+    return np.where(ships, lots, 0), lane_c
 
 
 def run_day(
@@ -136,28 +176,9 @@ def run_day(
     """
     t = state.day
     k_of = net.lot_sku
-    lane = net.lot_lane_table[np.arange(net.n_lots), lot_choice]  # -1 = reject
-    wanted = (lane >= 0) & (lots > 0)
-    lane_c = np.where(wanted, lane, 0)
-    wanted &= real.delivery_open[t][lane_c]
-    wh = net.dl_warehouse[lane_c]
-
-    # Fast path: if no (warehouse, SKU) is asked for more than it holds, every wanted lot ships;
-    # otherwise play the lots of the over-asked pairs one by one, in slot order.
-    asked = np.zeros_like(state.on_hand)
-    np.add.at(asked, (wh[wanted], k_of[wanted]), lots[wanted])
-    ships = wanted.copy()
-    short = asked > state.on_hand
-    if short.any():
-        remaining = state.on_hand.copy()
-        for slot in np.flatnonzero(wanted & short[wh, k_of]):
-            w, k, n = wh[slot], k_of[slot], lots[slot]
-            if remaining[w, k] >= n:
-                remaining[w, k] -= n
-            else:
-                ships[slot] = False
-    sent = np.where(ships, lots, 0)
-    np.subtract.at(state.on_hand, (wh, k_of), sent)
+    sent, lane_c = ship_lots(net, real, t, state.on_hand, lots, lot_choice)
+    out = np.bincount(net.dl_warehouse[lane_c] * net.K + k_of, weights=sent, minlength=net.W * net.K)
+    state.on_hand -= out.astype(np.int64).reshape(net.W, net.K)
 
     tau = real.transit_days[t][lane_c]
     late = np.maximum(tau - net.sla_days[net.lot_region], 0)
@@ -198,23 +219,33 @@ def _run_transfers(net: Network, real: Realization, state: State, transfer_choic
         return 0.0
     t = state.day
     qty = net.transfer_qty_table[np.arange(net.L * net.K), transfer_choice]
-    value = 0.0
-    if not qty.any():
-        return value
+    # a closed lane sends nothing and leaves stock and positions as they are, so drop its slots first
+    slots = np.flatnonzero((qty > 0) & real.transfer_open[t][net.transfer_slot_lane])
+    if slots.size == 0:
+        return 0.0
+    lane, sku, q = net.transfer_slot_lane[slots], net.transfer_slot_sku[slots], qty[slots]
+    origin, dest = net.tl_origin[lane], net.tl_destination[lane]
     # capacity is judged on post-shipment on hand plus everything inbound (see module docstring)
     position = state.on_hand.sum(axis=1) + state.inbound[t + 1 :].sum(axis=(0, 2))
-    for slot in np.flatnonzero(qty):
-        l, k = divmod(int(slot), net.K)
-        q = int(qty[slot])
-        o, d = net.tl_origin[l], net.tl_destination[l]
-        if not real.transfer_open[t, l] or state.on_hand[o, k] < q or position[d] + q > net.capacity[d]:
-            continue
-        state.on_hand[o, k] -= q
-        state.inbound[t + real.transfer_lead[t, l], d, k] += q
-        position[d] += q
-        value += q * (net.tl_profit_per_unit[l] - net.tl_cost_per_unit[l]) - net.tl_fixed_cost[l]
-        state.kpi["units_transferred"] += q
-    return value
+    need = np.bincount(origin * net.K + sku, weights=q, minlength=net.W * net.K).reshape(net.W, net.K)
+    incoming = np.bincount(dest, weights=q, minlength=net.W)
+    if np.all(need <= state.on_hand) and np.all(position + incoming <= net.capacity):
+        sends = np.ones(slots.size, dtype=bool)  # fast path: every slot passes its checks in any order
+    else:
+        sends = np.zeros(slots.size, dtype=bool)
+        stock = state.on_hand.tolist()
+        pos, cap = position.tolist(), net.capacity.tolist()
+        for i, (o, d, k, n) in enumerate(zip(origin.tolist(), dest.tolist(), sku.tolist(), q.tolist(), strict=True)):
+            if stock[o][k] < n or pos[d] + n > cap[d]:
+                continue
+            stock[o][k] -= n
+            pos[d] += n
+            sends[i] = True
+    lane, sku, q, origin, dest = lane[sends], sku[sends], q[sends], origin[sends], dest[sends]
+    np.subtract.at(state.on_hand, (origin, sku), q)
+    np.add.at(state.inbound, (t + real.transfer_lead[t, lane], dest, sku), q)
+    state.kpi["units_transferred"] += int(q.sum())
+    return float(np.sum(q * (net.tl_profit_per_unit[lane] - net.tl_cost_per_unit[lane]) - net.tl_fixed_cost[lane]))
 
 
 def imbalance(net: Network, on_hand: np.ndarray, lam: float) -> float:

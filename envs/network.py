@@ -65,6 +65,13 @@ class Network:
     lot_lane_table: np.ndarray  # [R*K*J, 1 + max lanes] lane id per choice, -1 = reject / invalid
     transfer_nvec: np.ndarray  # [L*K] number of levels per transfer slot
     transfer_qty_table: np.ndarray  # [L*K, max levels] units per choice (0-padded)
+    # --- precomputed gathers for the per-day masks (speed only; derived from the fields above)
+    lot_lane_c: np.ndarray  # [R*K*J, 1 + max lanes] lane id per choice, 0 where -1 (use with lot_valid)
+    lot_valid: np.ndarray  # [R*K*J, 1 + max lanes] bool, the choice names a lane (column 0, reject, is False)
+    lot_stock_index: np.ndarray  # [R*K*J, 1 + max lanes] flat index w*K + k into on_hand of the choice's stock
+    transfer_slot_lane: np.ndarray  # [L*K] transfer lane of each transfer slot
+    transfer_slot_sku: np.ndarray  # [L*K] SKU of each transfer slot
+    transfer_level_valid: np.ndarray  # [L*K, max levels] bool, the column is one of the slot's levels
 
     @property
     def n_lots(self) -> int:
@@ -89,7 +96,11 @@ class Network:
         )
         home_lane = np.array(
             [
-                next(d for d, ln in enumerate(dls) if (ln.region, ln.warehouse, ln.mode) == (r.name, r.home_warehouse, r.home_mode))
+                next(
+                    d
+                    for d, ln in enumerate(dls)
+                    if (ln.region, ln.warehouse, ln.mode) == (r.name, r.home_warehouse, r.home_mode)
+                )
                 for r in s.regions
             ],
             dtype=np.int64,
@@ -105,8 +116,17 @@ class Network:
         qty_table = np.zeros((L * K, max_levels), dtype=np.int64)
         for l, lv in enumerate(levels):
             qty_table[l * K : (l + 1) * K, : len(lv)] = lv
+        dl_warehouse = np.array([wh[ln.warehouse] for ln in dls], dtype=np.int64)
+        lot_lane_c = np.where(lot_lane_table >= 0, lot_lane_table, 0)
+        transfer_nvec = np.repeat([len(lv) for lv in levels], K).astype(np.int64)
         return Network(
-            W=W, R=R, K=K, D=D, L=L, J=J, T=s.horizon_days,
+            W=W,
+            R=R,
+            K=K,
+            D=D,
+            L=L,
+            J=J,
+            T=s.horizon_days,
             capacity=np.array([w.capacity for w in s.warehouses], dtype=np.int64),
             initial_stock=np.stack([per_sku(w.initial_stock) for w in s.warehouses]),
             target_stock=np.stack([per_sku(w.target_stock) for w in s.warehouses]),
@@ -114,15 +134,23 @@ class Network:
             unit_profit=np.array([k.unit_profit for k in s.skus], dtype=np.float64),
             lost_penalty=np.array([k.lost_sale_penalty for k in s.skus], dtype=np.float64),
             sla_days=np.array([r.sla_days for r in s.regions], dtype=np.int64),
-            dl_warehouse=np.array([wh[ln.warehouse] for ln in dls], dtype=np.int64),
+            dl_warehouse=dl_warehouse,
             dl_region=np.array([reg[ln.region] for ln in dls], dtype=np.int64),
             dl_unit_base_cost=np.array([ln.distance_km * ln.cost_per_km + ln.fee_per_order for ln in dls]),
             dl_cost_per_day=np.array([ln.cost_per_transit_day for ln in dls]),
             dl_expected_transit=np.array(
-                [expected_transit_days(ln.transit_days, ln.abnormal_delay_prob, ln.abnormal_delay_days, s.deterministic) for ln in dls]
+                [
+                    expected_transit_days(
+                        ln.transit_days, ln.abnormal_delay_prob, ln.abnormal_delay_days, s.deterministic
+                    )
+                    for ln in dls
+                ]
             ),
             dl_expected_unit_cost=np.array(
-                [expected_unit_cost(ln, s.regions[reg[ln.region]].sla_days, s.delay_penalty_alpha, s.deterministic) for ln in dls]
+                [
+                    expected_unit_cost(ln, s.regions[reg[ln.region]].sla_days, s.delay_penalty_alpha, s.deterministic)
+                    for ln in dls
+                ]
             ),
             region_lanes=region_lanes,
             home_lane=home_lane,
@@ -133,7 +161,10 @@ class Network:
             tl_fixed_cost=np.array([t.fixed_cost for t in s.transfer_lanes], dtype=np.float64),
             tl_profit_per_unit=np.array([t.profit_per_unit for t in s.transfer_lanes], dtype=np.float64),
             tl_expected_lead=np.array(
-                [midpoint(t.lead_time_days) if s.deterministic else sum(t.lead_time_days) / 2 for t in s.transfer_lanes],
+                [
+                    midpoint(t.lead_time_days) if s.deterministic else sum(t.lead_time_days) / 2
+                    for t in s.transfer_lanes
+                ],
                 dtype=np.float64,
             ),
             tl_max_lead=max((t.lead_time_days[1] for t in s.transfer_lanes), default=1),
@@ -141,12 +172,20 @@ class Network:
             lot_sku=lot_sku,
             lot_nvec=1 + np.array([len(region_lanes[r]) for r in lot_region], dtype=np.int64),
             lot_lane_table=lot_lane_table,
-            transfer_nvec=np.repeat([len(lv) for lv in levels], K).astype(np.int64),
+            transfer_nvec=transfer_nvec,
             transfer_qty_table=qty_table,
+            lot_lane_c=lot_lane_c,
+            lot_valid=lot_lane_table >= 0,
+            lot_stock_index=dl_warehouse[lot_lane_c] * K + lot_sku[:, None],
+            transfer_slot_lane=np.repeat(np.arange(L), K),
+            transfer_slot_sku=np.tile(np.arange(K), L),
+            transfer_level_valid=np.arange(max_levels)[None, :] < transfer_nvec[:, None],
         )
 
 
-def expected_transit_days(transit: tuple[int, int], p_abnormal: float, delay: tuple[int, int], deterministic: bool) -> float:
+def expected_transit_days(
+    transit: tuple[int, int], p_abnormal: float, delay: tuple[int, int], deterministic: bool
+) -> float:
     """Mean transit days of a lane (what a policy may plan with); the realized value under ``deterministic``."""
     if deterministic:
         return float(midpoint(transit))
@@ -161,7 +200,9 @@ def transit_distribution(lane, deterministic: bool) -> tuple[np.ndarray, np.ndar
     extra = np.arange(lane.abnormal_delay_days[0], lane.abnormal_delay_days[1] + 1)
     p = lane.abnormal_delay_prob
     days = np.concatenate([base, (base[:, None] + extra[None, :]).reshape(-1)])
-    prob = np.concatenate([np.full(len(base), (1 - p) / len(base)), np.full(len(base) * len(extra), p / (len(base) * len(extra)))])
+    prob = np.concatenate(
+        [np.full(len(base), (1 - p) / len(base)), np.full(len(base) * len(extra), p / (len(base) * len(extra)))]
+    )
     return days, prob
 
 

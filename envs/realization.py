@@ -41,6 +41,45 @@ class Realization:
     def equals(self, other: Realization) -> bool:
         return all(np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self))
 
+    def check(self, scenario: Scenario) -> None:
+        """Raise ``ValueError`` naming the field unless this could be a draw of ``scenario``.
+
+        Checks shapes, dtypes and the ranges the environment relies on: demand within
+        :func:`demand_cap`, supplier units within twice the schedule (so the observation stays
+        inside its bounds), transfer leads within the lanes' longest lead (so a transfer is
+        always still to arrive), and no negative entries.
+        """
+        net = scenario.network
+        T, R, K, W, D, L = net.T, net.R, net.K, net.W, net.D, net.L
+        expected = {
+            "demand": ((T, R, K), "i"),
+            "transit_days": ((T, D), "i"),
+            "abnormal_delay": ((T, D), "i"),
+            "delivery_open": ((T, D), "b"),
+            "transfer_lead": ((T, L), "i"),
+            "transfer_open": ((T, L), "b"),
+            "supply": ((T, W, K), "i"),
+        }
+        for name, (shape, kind) in expected.items():
+            x = getattr(self, name)
+            kind_name = "bool" if kind == "b" else "integer"
+            if (
+                not isinstance(x, np.ndarray)
+                or x.shape != shape
+                or x.dtype.kind not in (kind + ("u" if kind == "i" else ""))
+            ):
+                got = f"{type(x).__name__} {getattr(x, 'shape', '')} {getattr(x, 'dtype', '')}"
+                raise ValueError(f"realization.{name} must be a {kind_name} array of shape {shape}; got {got}")
+            if kind == "i" and x.size and x.min() < 0:
+                raise ValueError(f"realization.{name} has negative entries; allowed: >= 0")
+        cap = demand_cap(expected_demand(scenario))
+        if np.any(self.demand > cap):
+            raise ValueError("realization.demand exceeds its cap floor(3 * mean + 20) somewhere; allowed: 0..cap")
+        if np.any(self.supply.sum(axis=0) > 2 * expected_supply(scenario).sum(axis=0)):
+            raise ValueError("realization.supply exceeds twice the scheduled supplier units of a (hub, SKU)")
+        if L and (self.transfer_lead.min() < 1 or self.transfer_lead.max() > net.tl_max_lead):
+            raise ValueError(f"realization.transfer_lead must lie in 1..{net.tl_max_lead} days (the longest lead time)")
+
 
 def _copy(x):
     return x.copy() if isinstance(x, np.ndarray) else x
@@ -59,6 +98,16 @@ def expected_demand(scenario: Scenario) -> np.ndarray:
                 rate = np.where((days >= p.start_day) & (days <= p.end_day), rate * p.multiplier, rate)
             out[:, r, sku_index[name]] = rate
     return out
+
+
+def demand_cap(mean: np.ndarray) -> np.ndarray:
+    """Largest demand a realization may hold: ``floor(3 * mean + 20)`` units (same shape as ``mean``).
+
+    Poisson demand is truncated there so that the observation has finite documented bounds;
+    the cap is more than 20 standard deviations above the mean for any rate, so no sample
+    drawn in practice is changed by it.
+    """
+    return np.floor(3.0 * mean + 20.0).astype(np.int64)
 
 
 def expected_supply(scenario: Scenario) -> np.ndarray:
@@ -92,7 +141,7 @@ def sample_realization(scenario: Scenario, seed: int) -> Realization:
             supply=expected_supply(scenario),
         )
     rng = np.random.default_rng(seed)
-    demand = rng.poisson(mean_demand).astype(np.int64)
+    demand = np.minimum(rng.poisson(mean_demand), demand_cap(mean_demand)).astype(np.int64)
 
     lo = np.array([ln.transit_days[0] for ln in dls])
     hi = np.array([ln.transit_days[1] for ln in dls])
@@ -115,7 +164,7 @@ def sample_realization(scenario: Scenario, seed: int) -> Realization:
     for sh in scenario.supplier_shipments:
         days = np.arange(sh.first_day, T, sh.period_days)
         noise = rng.standard_normal(len(days))
-        qty = np.maximum(0, np.floor(sh.quantity * (1 + sh.quantity_cv * noise) + 0.5)).astype(np.int64)
+        qty = np.clip(np.floor(sh.quantity * (1 + sh.quantity_cv * noise) + 0.5), 0, 2 * sh.quantity).astype(np.int64)
         supply[days, wh[sh.warehouse], sku[sh.sku]] += qty
     return Realization(
         seed=int(seed),

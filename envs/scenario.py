@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from envs.realization import Realization
 
 PRESET_DIR = Path(__file__).parent / "scenarios"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
@@ -80,10 +82,11 @@ class Promotion(_Model):
 
 
 class DemandModel(_Model):
-    """Expected daily demand ``base_rate * weekly[day % 7] * (1 + trend * day) * promo(day)``.
+    """Expected daily demand ``base_rate * weekly[day % 7] * max(0, 1 + trend * day) * promo(day)``.
 
-    The realized demand is Poisson with that mean (or the mean rounded half up
-    when the scenario is ``deterministic``).
+    The realized demand is Poisson with that mean, truncated at ``floor(3 * mean + 20)``
+    (:func:`envs.realization.demand_cap`, a bound no practical draw reaches), or the mean
+    rounded half up when the scenario is ``deterministic``.
     """
 
     base_rate: NonNegFloat = Field(description="expected units per day")
@@ -155,7 +158,9 @@ class TransferLane(_Model):
     def _levels(self) -> TransferLane:
         levels = self.quantity_levels
         if not levels:
-            raise ValueError("quantity_levels is empty; give increasing whole numbers starting with 0, e.g. [0, 10, 25]")
+            raise ValueError(
+                "quantity_levels is empty; give increasing whole numbers starting with 0, e.g. [0, 10, 25]"
+            )
         if levels[0] != 0 or any(b <= a for a, b in zip(levels, levels[1:], strict=False)):
             raise ValueError(f"quantity_levels={list(levels)} must be strictly increasing and start with 0")
         if self.origin == self.destination:
@@ -167,8 +172,8 @@ class TransferLane(_Model):
 class SupplierShipment(_Model):
     """Replenishment of a hub: ``quantity`` units of ``sku`` every ``period_days`` from ``first_day``.
 
-    The realized quantity is ``round(quantity * (1 + quantity_cv * N(0,1)))``, at least 0
-    (exactly ``quantity`` when the scenario is deterministic).
+    The realized quantity is ``round(quantity * (1 + quantity_cv * N(0,1)))`` clipped to
+    ``[0, 2 * quantity]`` (exactly ``quantity`` when the scenario is deterministic).
     """
 
     warehouse: str
@@ -215,7 +220,13 @@ class Scenario(_Model):
         if not path.is_file():
             raise ScenarioError(f"scenario file {str(path)!r} does not exist")
         text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        try:
+            # the C loader, when PyYAML has it, reads the large preset ~10x faster than the pure-Python one
+            data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YAML_LOADER)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise ScenarioError(
+                f"scenario file {str(path)!r} is not valid {path.suffix.lstrip('.').upper()}: {err}"
+            ) from None
         if not isinstance(data, dict):
             raise ScenarioError(f"scenario file {str(path)!r} must hold a mapping at top level")
         return cls.from_dict(data)
@@ -312,14 +323,42 @@ def _check_references(s: Scenario) -> None:
 
 
 def _format_errors(err: ValidationError) -> str:
-    lines = [f"invalid scenario ({err.error_count()} error(s)):"]
-    for e in err.errors():
+    errors = err.errors()
+    # a container whose item failed also reports itself "too short"; that echo only confuses
+    failed = [e["loc"] for e in errors]
+    errors = [
+        e
+        for e in errors
+        if not (
+            e["type"] == "too_short" and any(f[: len(e["loc"])] == e["loc"] and len(f) > len(e["loc"]) for f in failed)
+        )
+    ]
+    lines = [f"invalid scenario ({len(errors)} error(s)):"]
+    for e in errors:
         loc = ".".join(str(p) for p in e["loc"]) or "<scenario>"
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
         shown = "" if isinstance(value, dict | list | tuple) else f" (got {value!r})"
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown key {e['loc'][-1]!r}; allowed keys: {_allowed_keys(e['loc'][:-1])}"
+            shown = ""
         lines.append(f"  {loc}: {msg}{shown}")
     return "\n".join(lines)
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names of the model found at ``loc`` (a pydantic error location) inside a Scenario."""
+    model: type[BaseModel] = Scenario
+    for part in loc:
+        if isinstance(part, str) and part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+            # tuple[Model, ...] or dict[str, Model]: the model is the last type argument
+            args = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                model = annotation
+            elif args:
+                model = args[-1]
+    return list(model.model_fields)
 
 
 def preset_names() -> list[str]:

@@ -161,7 +161,14 @@ def table1(horizon: int = 30) -> dict:
     ]
     weekly_need = {n: 7 * sum(DEMAND[m][i] for m in TABLE1) for i, n in enumerate(names)}
     supply = [
-        {"warehouse": "CN-hub", "sku": n, "quantity": int(0.8 * weekly_need[n]), "first_day": 3, "period_days": 7, "quantity_cv": 0.15}
+        {
+            "warehouse": "CN-hub",
+            "sku": n,
+            "quantity": int(0.8 * weekly_need[n]),
+            "first_day": 3,
+            "period_days": 7,
+            "quantity_cv": 0.15,
+        }
         for n in names
     ]
     return {
@@ -193,7 +200,9 @@ def table1_det() -> dict:
 def promo() -> dict:
     d = table1()
     d["name"] = "promo"
-    d["description"] = "table1 plus a five-day promotion spike (x2.5, days 10-14), frequent lane closures and abnormal delays."
+    d["description"] = (
+        "table1 plus a five-day promotion spike (x2.5, days 10-14), frequent lane closures and abnormal delays."
+    )
     for region in d["regions"]:
         for m in region["demand"].values():
             m["promotions"] = [{"start_day": 10, "end_day": 14, "multiplier": 2.5}]
@@ -217,8 +226,20 @@ def tiny() -> dict:
         "imbalance_lambda": 3.0,
         "skus": [{"name": "gadget", "unit_profit": 10.0, "lost_sale_penalty": 3.0}],
         "warehouses": [
-            {"name": "hub", "kind": "hub", "capacity": 50, "initial_stock": {"gadget": 3}, "target_stock": {"gadget": 2}},
-            {"name": "wh", "kind": "overseas", "capacity": 5, "initial_stock": {"gadget": 2}, "target_stock": {"gadget": 3}},
+            {
+                "name": "hub",
+                "kind": "hub",
+                "capacity": 50,
+                "initial_stock": {"gadget": 3},
+                "target_stock": {"gadget": 2},
+            },
+            {
+                "name": "wh",
+                "kind": "overseas",
+                "capacity": 5,
+                "initial_stock": {"gadget": 2},
+                "target_stock": {"gadget": 3},
+            },
         ],
         "regions": [
             {
@@ -231,20 +252,43 @@ def tiny() -> dict:
         ],
         "delivery_lanes": [
             {
-                "warehouse": "hub", "region": "market", "mode": "air", "distance_km": 1000.0, "cost_per_km": 0.003,
-                "cost_per_transit_day": 0.2, "fee_per_order": 1.0, "transit_days": [2, 5],
-                "abnormal_delay_prob": 0.2, "abnormal_delay_days": [1, 2], "closure_prob": 0.2,
+                "warehouse": "hub",
+                "region": "market",
+                "mode": "air",
+                "distance_km": 1000.0,
+                "cost_per_km": 0.003,
+                "cost_per_transit_day": 0.2,
+                "fee_per_order": 1.0,
+                "transit_days": [2, 5],
+                "abnormal_delay_prob": 0.2,
+                "abnormal_delay_days": [1, 2],
+                "closure_prob": 0.2,
             },
             {
-                "warehouse": "wh", "region": "market", "mode": "express", "distance_km": 100.0, "cost_per_km": 0.01,
-                "cost_per_transit_day": 0.2, "fee_per_order": 0.5, "transit_days": [1, 3],
-                "abnormal_delay_prob": 0.1, "abnormal_delay_days": [1, 3], "closure_prob": 0.1,
+                "warehouse": "wh",
+                "region": "market",
+                "mode": "express",
+                "distance_km": 100.0,
+                "cost_per_km": 0.01,
+                "cost_per_transit_day": 0.2,
+                "fee_per_order": 0.5,
+                "transit_days": [1, 3],
+                "abnormal_delay_prob": 0.1,
+                "abnormal_delay_days": [1, 3],
+                "closure_prob": 0.1,
             },
         ],
         "transfer_lanes": [
             {
-                "origin": "hub", "destination": "wh", "mode": "sea", "quantity_levels": [0, 2], "cost_per_unit": 0.5,
-                "fixed_cost": 0.5, "profit_per_unit": 0.0, "lead_time_days": [1, 1], "closure_prob": 0.1,
+                "origin": "hub",
+                "destination": "wh",
+                "mode": "sea",
+                "quantity_levels": [0, 2],
+                "cost_per_unit": 0.5,
+                "fixed_cost": 0.5,
+                "profit_per_unit": 0.0,
+                "lead_time_days": [1, 1],
+                "closure_prob": 0.1,
             }
         ],
         "supplier_shipments": [
@@ -259,15 +303,28 @@ def large(seed: int = 7) -> dict:
     K, R, T = 20, 40, 60
     names = [f"sku{k:02d}" for k in range(K)]
     skus = [
-        {"name": n, "unit_profit": float(rng.integers(8, 35)), "lost_sale_penalty": float(rng.integers(2, 9))} for n in names
+        {"name": n, "unit_profit": float(rng.integers(8, 35)), "lost_sale_penalty": float(rng.integers(2, 9))}
+        for n in names
     ]
     hubs = ["CN-hub", "VN-hub"]
     overseas = [f"WH{i:02d}" for i in range(10)]
     warehouses = [
-        {"name": h, "kind": "hub", "capacity": 40_000, "initial_stock": dict.fromkeys(names, 400), "target_stock": dict.fromkeys(names, 400)}
+        {
+            "name": h,
+            "kind": "hub",
+            "capacity": 40_000,
+            "initial_stock": dict.fromkeys(names, 400),
+            "target_stock": dict.fromkeys(names, 400),
+        }
         for h in hubs
     ] + [
-        {"name": w, "kind": "overseas", "capacity": 1_200, "initial_stock": dict.fromkeys(names, 30), "target_stock": dict.fromkeys(names, 40)}
+        {
+            "name": w,
+            "kind": "overseas",
+            "capacity": 1_200,
+            "initial_stock": dict.fromkeys(names, 30),
+            "target_stock": dict.fromkeys(names, 40),
+        }
         for w in overseas
     ]
     markets = list(TABLE1)
@@ -293,8 +350,15 @@ def large(seed: int = 7) -> dict:
         lanes.append(express_lane(overseas[(r + 3) % len(overseas)], name, 2_500.0, 0.001, 3.5, (3, 6)))
     transfers = [
         {
-            "origin": h, "destination": w, "mode": "sea", "quantity_levels": [0, 10, 25, 50], "cost_per_unit": 0.9,
-            "fixed_cost": 20.0, "profit_per_unit": 0.0, "lead_time_days": [8, 16], "closure_prob": 0.02,
+            "origin": h,
+            "destination": w,
+            "mode": "sea",
+            "quantity_levels": [0, 10, 25, 50],
+            "cost_per_unit": 0.9,
+            "fixed_cost": 20.0,
+            "profit_per_unit": 0.0,
+            "lead_time_days": [8, 16],
+            "closure_prob": 0.02,
         }
         for h in hubs
         for w in overseas
