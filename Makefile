@@ -9,8 +9,16 @@ PY := .venv/bin/python
 
 setup: .venv/.installed
 
+# `make demo`: every policy against the hindsight optimum on a few table1 seeds (README, "Evaluate").
+# The shipped PPO agent joins as soon as its checkpoint exists. Override e.g. DEMO_SEEDS=1000-1099.
+comma := ,
+DEMO_AGENT := agents/checkpoints/table1__CrossBorderDispatch-v0
+DEMO_SEEDS ?= 1000-1005
+DEMO_OUT ?= results/demo
+DEMO_POLICIES ?= $(if $(wildcard $(DEMO_AGENT)/model.zip),ppo=$(DEMO_AGENT)$(comma))rolling-milp,greedy,base-stock,random
+
 demo: setup
-	$(PY) -m envs.demo
+	$(PY) evaluate.py --scenario table1 --policies $(DEMO_POLICIES) --seeds $(DEMO_SEEDS) --workers 2 --out $(DEMO_OUT)
 
 test: setup
 	$(PY) -m pytest -q -n 2

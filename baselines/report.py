@@ -1,0 +1,316 @@
+"""Statistics, tables and plots of an evaluation (the files ``evaluate.py`` writes after its rows).
+
+Inputs are the rows of :mod:`baselines.runner` (one per policy x seed, the hindsight MILP's
+included). Money is USD over one episode; rates are fractions in [0, 1] except in the
+Table 3 form, which shows percentages as the paper does.
+
+* ratio to the optimum of a row: ``1 - (G_h - G_p) / |G_h|`` with ``G_h`` the hindsight return
+  of the same seed (DESIGN.md section 5); at most 1 when the MILP is proven optimal, NaN when
+  ``G_h == 0``;
+* confidence intervals: percentile bootstrap of the mean over seeds, ``resamples`` draws from a
+  generator seeded by ``(seed, crc32(policy))``, so a policy's interval does not depend on
+  which other policies are in the run;
+* interquartile mean (IQM): the mean of the middle half of the seeds (``floor(n/4)`` cut from
+  each end, as ``scipy.stats.trim_mean(x, 0.25)``);
+* win rate of A against B: the share of seeds where A's return beats B's, ties counting half.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from baselines.runner import HINDSIGHT, KPI_NAMES, ROW_COLUMNS, write_if_changed
+from envs.dynamics import TERM_NAMES
+
+EPISODE_COLUMNS = (*ROW_COLUMNS[: ROW_COLUMNS.index("steps")], "hindsight_return", "ratio_to_optimum",
+                   *ROW_COLUMNS[ROW_COLUMNS.index("steps"):])  # fmt: skip
+TIE_RTOL = 1e-9  # returns this close (relative) are a tie in win rates
+# (label, episodes column, scale, decimals shown): the paper's Table 3 indicators first, then the benchmark's own
+TABLE3_INDICATORS = (
+    ("Transport cost per unit (USD)", "transport_cost_per_unit", 1.0, 2),
+    ("Average delivery time (days)", "avg_delivery_days", 1.0, 2),
+    ("Abnormal delay rate (%)", "abnormal_delay_rate", 100.0, 1),
+    ("On-time rate (%)", "on_time_rate", 100.0, 1),
+    ("Fill rate (%)", "fill_rate", 100.0, 1),
+    ("Units transferred", "units_transferred", 1.0, 1),
+    ("Return per episode (USD)", "return", 1.0, 1),
+    ("Ratio to hindsight optimum", "ratio_to_optimum", 1.0, 3),
+)
+_DECIMALS = {label: decimals for label, _, _, decimals in TABLE3_INDICATORS}
+TERM_LABELS = {
+    "eq2_allocation_revenue": "allocation revenue (Eq.2)",
+    "eq1_route_cost": "route cost (Eq.1)",
+    "eq4_delay_penalty": "delay penalty (Eq.4)",
+    "eq5_imbalance": "inventory imbalance (Eq.5)",
+    "lost_sales": "lost sales",
+}
+TERM_SIGN = {name: (1.0 if name == "eq2_allocation_revenue" else -1.0) for name in TERM_NAMES}  # reward = sum sign*term
+
+
+# ------------------------------------------------------------------ episodes
+def assemble_episodes(rows: list[dict]) -> pd.DataFrame:
+    """One row per policy x seed, in the order given, with ``hindsight_return`` and ``ratio_to_optimum``."""
+    df = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+    optimum = df.loc[df["policy"] == HINDSIGHT].set_index("seed")["return"]
+    missing = sorted(set(df["seed"]) - set(optimum.index))
+    if missing:
+        raise ValueError(f"no {HINDSIGHT} row for seeds {missing[:10]}")
+    df["hindsight_return"] = df["seed"].map(optimum).astype(float)
+    df["ratio_to_optimum"] = ratio_to_optimum(df["return"].to_numpy(), df["hindsight_return"].to_numpy())
+    df["milp_status"] = df["milp_status"].fillna("")
+    return df[list(EPISODE_COLUMNS)]
+
+
+def ratio_to_optimum(policy_return: np.ndarray, hindsight_return: np.ndarray) -> np.ndarray:
+    """``1 - (G_h - G_p) / |G_h|``: 1 at the optimum, below it for worse returns; NaN where ``G_h == 0``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = 1.0 - (hindsight_return - policy_return) / np.abs(hindsight_return)
+    return np.where(hindsight_return == 0, np.nan, ratio)
+
+
+def bound_violations(episodes: pd.DataFrame, rtol: float = 1e-6) -> list[str]:
+    """Rows whose return exceeds the hindsight MILP's best bound of the same seed (its objective when no
+    bound is reported). None can exist unless the env and the MILP disagree: each is a bug to report."""
+    h = episodes.loc[episodes["policy"] == HINDSIGHT].set_index("seed")
+    bound = h["milp_bound"].fillna(h["return"]).astype(float)
+    others = episodes.loc[episodes["policy"] != HINDSIGHT]
+    limit = others["seed"].map(bound)
+    bad = others.loc[others["return"] > limit + rtol * np.maximum(1.0, limit.abs())]
+    return [
+        f"{policy} returns {value:.6f} on seed {seed}, above the hindsight bound {bound[seed]:.6f}"
+        for policy, seed, value in zip(bad["policy"], bad["seed"], bad["return"], strict=True)
+    ]
+
+
+# ---------------------------------------------------------------- statistics
+def bootstrap_mean_ci(values: np.ndarray, rng: np.random.Generator, resamples: int, confidence: float):
+    """Percentile bootstrap interval ``(low, high)`` of the mean of ``values`` (NaNs dropped)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.nan, np.nan
+    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def interquartile_mean(values: np.ndarray) -> float:
+    values = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
+    if values.size == 0:
+        return np.nan
+    cut = int(0.25 * values.size)
+    return float(values[cut : values.size - cut].mean())
+
+
+def win_rate(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of paired seeds where ``a`` beats ``b`` (ties, within ``TIE_RTOL``, count half)."""
+    tol = TIE_RTOL * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
+    wins = (a - b > tol).astype(float) + 0.5 * (np.abs(a - b) <= tol)
+    return float(wins.mean())
+
+
+def summarize(
+    episodes: pd.DataFrame, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
+    """Per policy (in episode order): mean, CI and IQM of the return and of the ratio to the optimum,
+    mean reward terms and KPIs, decision time, and the win rate against every other policy."""
+    labels = list(dict.fromkeys(episodes["policy"]))
+    by_policy = {p: episodes.loc[episodes["policy"] == p].set_index("seed") for p in labels}
+    out = []
+    for label in labels:
+        df = by_policy[label]
+        rng = np.random.default_rng([seed, zlib.crc32(label.encode())])
+        state = rng.bit_generator.state
+        ret_lo, ret_hi = bootstrap_mean_ci(df["return"].to_numpy(), rng, resamples, confidence)
+        rng.bit_generator.state = state  # the same resamples for both statistics
+        ratio_lo, ratio_hi = bootstrap_mean_ci(df["ratio_to_optimum"].to_numpy(), rng, resamples, confidence)
+        row = {
+            "policy": label,
+            "episodes": len(df),
+            "mean_return": df["return"].mean(),
+            "return_ci_low": ret_lo,
+            "return_ci_high": ret_hi,
+            "iqm_return": interquartile_mean(df["return"].to_numpy()),
+            "std_return": df["return"].std(ddof=1) if len(df) > 1 else np.nan,
+            "mean_ratio_to_optimum": df["ratio_to_optimum"].mean(),
+            "ratio_ci_low": ratio_lo,
+            "ratio_ci_high": ratio_hi,
+            "iqm_ratio_to_optimum": interquartile_mean(df["ratio_to_optimum"].to_numpy()),
+        }
+        row.update({f"mean_{name}": df[name].mean() for name in (*TERM_NAMES, *KPI_NAMES)})
+        row["decision_ms_per_step"] = 1000.0 * df["decision_seconds_per_step"].mean()
+        for other in labels:
+            paired = by_policy[other]["return"].reindex(df.index).to_numpy()
+            row[f"win_rate_vs_{other}"] = np.nan if other == label else win_rate(df["return"].to_numpy(), paired)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def compare_table(summary: pd.DataFrame, baseline: str, policy: str) -> pd.DataFrame:
+    """The paper's Table 3 form: indicator, baseline value, policy value, amplitude of change (%).
+
+    Values are means over seeds; change = ``(policy - baseline) / |baseline| * 100`` (NaN when the
+    baseline is 0). Rates are shown in percent, as in the paper.
+    """
+    s = summary.set_index("policy")
+    rows = []
+    for indicator, column, scale, _ in TABLE3_INDICATORS:
+        name = "mean_ratio_to_optimum" if column == "ratio_to_optimum" else f"mean_{column}"
+        b, p = scale * float(s.at[baseline, name]), scale * float(s.at[policy, name])
+        change = np.nan if b == 0 or not np.isfinite(b) else 100.0 * (p - b) / abs(b)
+        rows.append(
+            {"indicator": indicator, "baseline": baseline, "policy": policy,
+             "baseline_value": b, "policy_value": p, "change_pct": change}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------- plots
+def _figure(width: float, height: float):
+    """A figure drawn by the Agg backend directly (no pyplot: no window, no global figure state)."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plot_ratio(summary: pd.DataFrame, confidence: float = 0.95) -> bytes:
+    """Mean ratio to the hindsight optimum per policy, with its bootstrap interval and the IQM."""
+    s = summary.iloc[::-1]  # first policy on top
+    y = np.arange(len(s))
+    mean = s["mean_ratio_to_optimum"].to_numpy()
+    err = np.vstack([mean - s["ratio_ci_low"].to_numpy(), s["ratio_ci_high"].to_numpy() - mean])
+    fig, ax = _figure(7, 0.5 * len(s) + 1.4)
+    ax.errorbar(mean, y, xerr=np.nan_to_num(err), fmt="o", color="tab:blue", capsize=4,
+                label=f"mean, {confidence:.0%} bootstrap CI")  # fmt: skip
+    ax.plot(s["iqm_ratio_to_optimum"], y, "x", color="tab:orange", label="interquartile mean")
+    ax.axvline(1.0, color="grey", lw=1, ls="--")
+    ax.set_yticks(y, s["policy"])
+    ax.set_xlabel("ratio to the hindsight optimum  (1 - (G_h - G_p) / |G_h|)")
+    ax.set_title(f"Ratio to the optimum, {int(summary['episodes'].max())} seeds")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def plot_decomposition(summary: pd.DataFrame) -> bytes:
+    """Mean episode return of each policy split into its reward terms (revenue up, costs down)."""
+    x = np.arange(len(summary))
+    fig, ax = _figure(1.3 * len(summary) + 3, 4.5)
+    up, down = np.zeros(len(summary)), np.zeros(len(summary))
+    for name in ("eq2_allocation_revenue", "eq1_route_cost", "eq4_delay_penalty", "eq5_imbalance", "lost_sales"):
+        part = TERM_SIGN[name] * summary[f"mean_{name}"].to_numpy()
+        base = np.where(part >= 0, up, down)
+        ax.bar(x, part, bottom=base, label=TERM_LABELS[name], width=0.6)
+        up, down = np.where(part >= 0, up + part, up), np.where(part < 0, down + part, down)
+    ax.plot(x, summary["mean_return"], "D", color="black", label="return")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(x, summary["policy"], rotation=20, ha="right")
+    ax.set_ylabel("USD per episode (mean over seeds)")
+    ax.set_title("Return decomposition by reward term")
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    return _png(fig)
+
+
+def plot_compare(table: pd.DataFrame) -> bytes:
+    """The Table 3 form as an image."""
+    baseline, policy = table["baseline"].iat[0], table["policy"].iat[0]
+    cells = [[r.indicator, *_fmt_values(r), _fmt_pct(r.change_pct)] for r in table.itertuples()]
+    fig, ax = _figure(8, 0.3 * len(cells) + 0.3)
+    ax.axis("off")
+    grid = ax.table(cellText=cells, colLabels=["Indicator", baseline, policy, "Amplitude of change"],
+                    loc="center", cellLoc="center")  # fmt: skip
+    grid.auto_set_column_width(list(range(4)))
+    grid.scale(1.0, 1.3)
+    ax.set_title(f"{policy} against {baseline} (means over seeds)")
+    return _png(fig)
+
+
+def _fmt_values(r) -> list[str]:
+    """Baseline and policy values of a Table 3 row, with the indicator's decimals."""
+    d = _DECIMALS.get(r.indicator, 2)
+    return ["n/a" if not np.isfinite(x) else f"{x:,.{d}f}" for x in (r.baseline_value, r.policy_value)]
+
+
+def _fmt_pct(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:+.1f}%"
+
+
+# -------------------------------------------------------------------- output
+def write_report(out: Path, episodes: pd.DataFrame, summary: pd.DataFrame, tables: list[pd.DataFrame]) -> list[Path]:
+    """Write every report file into ``out``; files whose bytes would not change are not touched.
+
+    Returns the paths of the report's files (written or already up to date).
+    """
+    out = Path(out)
+    files = {
+        "episodes.csv": _csv(episodes),
+        "episodes.parquet": _parquet(episodes),
+        "summary.csv": _csv(summary),
+        "ratio_to_optimum.png": plot_ratio(summary),
+        "return_decomposition.png": plot_decomposition(summary),
+    }
+    for table in tables:
+        stem = f"table3_{table['baseline'].iat[0]}_vs_{table['policy'].iat[0]}"
+        files[f"{stem}.csv"] = _csv(table)
+        files[f"{stem}.png"] = plot_compare(table)
+    for name, data in files.items():
+        write_if_changed(out / name, data)
+    return [out / name for name in files]
+
+
+def _csv(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False, lineterminator="\n").encode()
+
+
+def _parquet(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False, engine="pyarrow")
+    return buf.getvalue()
+
+
+def print_report(summary: pd.DataFrame, tables: list[pd.DataFrame], console: Console | None = None) -> None:
+    """The summary table (and each Table 3 comparison) on the terminal."""
+    console = console or Console(width=None if sys.stdout.isatty() else 120)  # 80 columns squeeze it in logs
+    t = Table(title=f"Mean over {int(summary['episodes'].max())} seeds (return in USD per episode)")
+    for name, justify in (("policy", "left"), ("return", "right"), ("95% CI", "right"), ("IQM", "right"),
+                          ("ratio to optimum", "right"), ("fill", "right"), ("on time", "right"),
+                          ("cost/unit", "right"), ("ms/step", "right")):  # fmt: skip
+        t.add_column(name, justify=justify)
+    for r in summary.itertuples():
+        t.add_row(
+            r.policy,
+            f"{r.mean_return:,.1f}",
+            f"[{r.return_ci_low:,.1f}, {r.return_ci_high:,.1f}]",
+            f"{r.iqm_return:,.1f}",
+            f"{r.mean_ratio_to_optimum:.3f} [{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]",
+            f"{r.mean_fill_rate:.1%}",
+            f"{r.mean_on_time_rate:.1%}",
+            f"{r.mean_transport_cost_per_unit:.2f}",
+            f"{r.decision_ms_per_step:.2f}",
+        )
+    console.print(t)
+    for table in tables:
+        baseline, policy = table["baseline"].iat[0], table["policy"].iat[0]
+        c = Table(title=f"Table 3 form: {policy} against {baseline}")
+        for name in ("indicator", baseline, policy, "change"):
+            c.add_column(name, justify="left" if name == "indicator" else "right")
+        for r in table.itertuples():
+            c.add_row(r.indicator, *_fmt_values(r), _fmt_pct(r.change_pct))
+        console.print(c)

@@ -1,0 +1,608 @@
+"""Parallel, resumable episode runner behind ``evaluate.py``.
+
+A *row* is one policy played on one seed (the realization ``scenario.sample(seed)``),
+or the hindsight MILP of that seed: solved once and cached on disk by
+:func:`baselines.cached_hindsight`, then its plan is replayed through the env so that
+its KPIs come from the same code as every policy's. A row is a pure function of
+(policy, seed): every policy is ``reset(seed)`` before its episode, so the results do
+not depend on the number of workers nor on the order rows finish in. Only the
+timing columns (:data:`TIMING_COLUMNS`) change from one run to the next.
+
+The output folder (``--out``) while a run is under way::
+
+    config.json                  identity of the run and package versions, written before any row
+    scenario.yaml                the resolved scenario
+    rows/<policy>__<seed>.json   one finished row each, written whole (temp file + os.replace)
+
+:mod:`baselines.report` assembles ``episodes.csv`` and the rest once every row exists.
+An interrupted run leaves only whole files; the same command then computes only the
+missing rows, and a finished run rerun writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+import envs
+from baselines.heuristics import HEURISTICS
+from baselines.policy import EpisodeResult, run_episode
+from envs.dynamics import TERM_NAMES
+from envs.scenario import Scenario, ScenarioError, load_scenario
+
+HINDSIGHT = "hindsight-milp"  # label of the hindsight optimum's rows
+MILP_POLICIES = ("rolling-milp",)  # built by baselines.make_policy
+KPI_NAMES = (
+    "fill_rate",
+    "on_time_rate",
+    "abnormal_delay_rate",
+    "avg_delivery_days",
+    "transport_cost_per_unit",
+    "units_transferred",
+    "units_demanded",
+    "units_shipped",
+)
+MILP_COLUMNS = ("milp_status", "milp_objective", "milp_bound", "milp_gap", "milp_seconds")
+# one row file holds these keys; report.py adds hindsight_return and ratio_to_optimum
+ROW_COLUMNS = ("policy", "seed", "return", *TERM_NAMES, *KPI_NAMES, "steps", "decision_seconds_per_step", *MILP_COLUMNS)
+TIMING_COLUMNS = ("decision_seconds_per_step", "milp_seconds")  # wall-clock: the only columns that vary run to run
+REPLAY_RTOL = 1e-6  # the exactness contract: the hindsight plan replays to its objective within this
+CONFIG_FILE = "config.json"
+SCENARIO_FILE = "scenario.yaml"
+ROWS_DIR = "rows"
+VERSIONED_PACKAGES = (
+    "crossborder-dispatch",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "gymnasium",
+    "highspy",
+    "torch",
+    "stable-baselines3",
+    "sb3-contrib",
+    "matplotlib",
+    "pydantic",
+)
+_UMASK = os.umask(0o22)  # read the process umask (the only way is to set it) ...
+os.umask(_UMASK)  # ... and put it back at once
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # safe in file names and CSV headers
+_SEED_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+class EvaluateError(ValueError):
+    """Bad input to evaluate.py; the message starts with the option at fault and says what is allowed."""
+
+
+# ------------------------------------------------------------------ parsing
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"1000-1099"``, ``"1,5,9-12"`` -> seeds in the order given (ranges inclusive, no duplicates)."""
+    allowed = "a seed N, a range A-B with A <= B, or a comma-separated list of these (e.g. 1000-1099 or 1,5,9-12)"
+    seeds: list[int] = []
+    for item in text.split(","):
+        m = _SEED_ITEM.match(item.strip())
+        if m is None:
+            raise EvaluateError(f"--seeds: {item.strip()!r} is malformed; allowed: {allowed}")
+        start = int(m[1])
+        end = int(m[2]) if m[2] is not None else start
+        if end < start:
+            raise EvaluateError(
+                f"--seeds: range {item.strip()!r} is empty (end {end} < start {start}); allowed: {allowed}"
+            )
+        seeds.extend(range(start, end + 1))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1}) if len(seeds) != len(set(seeds)) else []
+    if repeated:
+        raise EvaluateError(f"--seeds: seeds {repeated[:10]} are listed more than once; list each seed once")
+    return tuple(seeds)
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy of the run, as named on the command line."""
+
+    label: str  # its name in every output (row files, CSV, plots)
+    kind: str  # "hindsight", "builtin" (heuristics, rolling-milp) or "agent" (a trained checkpoint)
+    checkpoint: str | None = None  # agent directory or model.zip, for kind "agent"
+    checkpoint_sha256: str | None = None  # of every file of the checkpoint directory, for kind "agent"
+    forecast_days: int | None = None  # env argument the agent was trained with, for kind "agent"
+
+    def identity(self) -> dict:
+        """What must match for rows of an earlier run to be reused (a moved checkpoint is the same agent)."""
+        return {"label": self.label, "kind": self.kind, "checkpoint_sha256": self.checkpoint_sha256}
+
+
+def builtin_policy_names() -> list[str]:
+    return [*HEURISTICS, *MILP_POLICIES]
+
+
+def parse_policies(text: str) -> list[PolicySpec]:
+    """``"ppo=PATH,rolling-milp,greedy"`` -> specs (syntax only; agents are checked by :func:`resolve_run`).
+
+    A bare name is a built-in policy; ``LABEL=PATH`` is a trained agent loaded from ``PATH``
+    and shown as ``LABEL``. The hindsight MILP is always evaluated; naming it is allowed.
+    """
+    allowed = f"{builtin_policy_names()}, {HINDSIGHT!r}, or LABEL=CHECKPOINT for a trained agent (e.g. ppo=PATH)"
+    specs: list[PolicySpec] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise EvaluateError(f"--policies: empty entry in {text!r}; allowed entries: {allowed}")
+        if "=" in item:
+            label, _, path = (s.strip() for s in item.partition("="))
+            if not _LABEL.match(label):
+                raise EvaluateError(
+                    f"--policies: agent label {label!r} in {item!r} is not allowed; use letters, digits and _ . + - "
+                    "(e.g. ppo=PATH)"
+                )
+            if label in builtin_policy_names() or label == HINDSIGHT:
+                raise EvaluateError(
+                    f"--policies: agent label {label!r} is a built-in policy name; pick another (e.g. ppo)"
+                )
+            if not path:
+                raise EvaluateError(f"--policies: {item!r} names no checkpoint; write {label}=PATH")
+            specs.append(PolicySpec(label, "agent", checkpoint=path))
+        elif item == HINDSIGHT:
+            specs.append(PolicySpec(HINDSIGHT, "hindsight"))
+        elif item in builtin_policy_names():
+            specs.append(PolicySpec(item, "builtin"))
+        else:
+            raise EvaluateError(f"--policies: unknown policy {item!r}; allowed: {allowed}")
+    labels = [s.label for s in specs]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise EvaluateError(f"--policies: {repeated} listed more than once; give each policy a distinct label")
+    return specs
+
+
+# --------------------------------------------------------------- resolution
+@dataclass(frozen=True)
+class EvalRun:
+    """A validated run: everything a worker needs to compute any row (picklable)."""
+
+    scenario: Scenario
+    env_id: str
+    policies: tuple[PolicySpec, ...]  # the hindsight MILP first
+    seeds: tuple[int, ...]
+    time_limit: float | None  # seconds per hindsight solve; None = prove optimality
+    cache_dir: str  # hindsight cache folder
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # things worth telling, not errors
+
+    @property
+    def labels(self) -> list[str]:
+        return [p.label for p in self.policies]
+
+    def tasks(self) -> list[tuple[str, int]]:
+        """Every (policy, seed) row, seed by seed so early rows cover whole seeds."""
+        return [(p.label, s) for s in self.seeds for p in self.policies]
+
+    def identity(self) -> dict:
+        """The part of ``config.json`` that must match for an output folder to be resumed."""
+        return {
+            "scenario": {"name": self.scenario.name, "content_hash": self.scenario.content_hash()},
+            "env_id": self.env_id,
+            "policies": [p.identity() for p in self.policies],
+            "seeds": list(self.seeds),
+            "hindsight_time_limit": self.time_limit,
+        }
+
+    def describe(self) -> dict:
+        """The resolved configuration (identity plus where things came from), for ``config.json``."""
+        doc = self.identity()
+        doc["policies"] = [
+            {k: v for k, v in vars(p).items() if v is not None} for p in self.policies
+        ]  # checkpoint paths too
+        doc["hindsight_cache_dir"] = self.cache_dir
+        return doc
+
+
+def resolve_run(
+    scenario: str,
+    env_id: str,
+    policies: str,
+    seeds: str,
+    time_limit: float | None = None,
+    cache_dir: str = ".cache/hindsight",
+) -> EvalRun:
+    """Validate every input before any work: raises :class:`EvaluateError` naming the option at fault.
+
+    Agents are loaded here once, to check that each fits the env id, observation and action
+    space; an agent trained on another scenario of the same shape is allowed, with a warning.
+    """
+    if env_id not in envs.ENV_IDS:
+        raise EvaluateError(f"--env: {env_id!r} is not an env id; allowed: {list(envs.ENV_IDS)}")
+    try:
+        resolved = load_scenario(scenario)
+    except ScenarioError as err:
+        raise EvaluateError(f"--scenario: {err}") from None
+    seed_list = parse_seeds(seeds)
+    specs = parse_policies(policies)
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise EvaluateError(f"--time-limit: {time_limit!r} must be a number of seconds > 0 (or omitted: no limit)")
+    warnings: list[str] = []
+    checked: list[PolicySpec] = [PolicySpec(HINDSIGHT, "hindsight")]
+    for spec in specs:
+        if spec.kind == "agent":
+            spec, warning = _check_agent(spec, resolved, env_id)
+            warnings.extend(warning)
+        if spec.kind != "hindsight":
+            checked.append(spec)
+    return EvalRun(resolved, env_id, tuple(checked), seed_list, time_limit, str(cache_dir), tuple(warnings))
+
+
+def _check_agent(spec: PolicySpec, scenario: Scenario, env_id: str) -> tuple[PolicySpec, list[str]]:
+    """Load the checkpoint and compare it with the env it will play; returns the spec with its hash."""
+    from agents import load_agent  # torch is imported only when an agent is evaluated
+
+    where = f"--policies {spec.label}={spec.checkpoint}"
+    path = Path(spec.checkpoint)
+    if not path.exists():
+        raise EvaluateError(
+            f"{where}: checkpoint {str(path)!r} does not exist; give an agent directory written by train.py"
+        )
+    try:
+        agent = load_agent(path, name=spec.label)
+    except (OSError, ValueError) as err:
+        raise EvaluateError(f"{where}: {err}") from None
+    if agent.env_id != env_id:
+        raise EvaluateError(
+            f"{where}: the agent was trained on env id {agent.env_id!r} but --env is {env_id!r}; "
+            f"use --env {agent.env_id} or an agent trained on {env_id}"
+        )
+    forecast_days = int(agent.meta.forecast_days)
+    env = gym.make(env_id, scenario=scenario, forecast_days=forecast_days)
+    obs_shape = tuple(int(n) for n in env.observation_space.shape)
+    nvec = tuple(int(n) for n in env.action_space.nvec)
+    env.close()
+    if tuple(agent.observation_shape) != obs_shape or tuple(agent.action_nvec) != nvec:
+        raise EvaluateError(
+            f"{where}: the agent was trained on scenario {agent.scenario_name!r} (observation shape "
+            f"{tuple(agent.observation_shape)}, {len(agent.action_nvec)} action slots) which does not fit scenario "
+            f"{scenario.name!r} (observation shape {obs_shape}, {len(nvec)} action slots); "
+            f"use --scenario {agent.scenario_name} or an agent trained on {scenario.name}"
+        )
+    warnings = []
+    if agent.scenario_hash != scenario.content_hash():
+        warnings.append(
+            f"agent {spec.label!r} was trained on scenario {agent.scenario_name!r} ({agent.scenario_hash}), "
+            f"evaluated on {scenario.name!r} ({scenario.content_hash()}): same shape, other data"
+        )
+    directory = path.parent if path.suffix == ".zip" else path
+    return PolicySpec(spec.label, "agent", str(path), _hash_files(directory), forecast_days), warnings
+
+
+def _hash_files(directory: Path) -> str:
+    """SHA-256 (hex, 16 chars) over the names and bytes of every file in ``directory``, in name order."""
+    digest = hashlib.sha256()
+    for p in sorted(q for q in directory.rglob("*") if q.is_file()):
+        digest.update(str(p.relative_to(directory)).encode() + b"\0" + p.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# ------------------------------------------------------------- output folder
+def check_out(out: Path, run: EvalRun) -> None:
+    """Refuse, before any work, an ``--out`` that holds something else than this run."""
+    if out.exists() and not out.is_dir():
+        raise EvaluateError(f"--out: {str(out)!r} exists and is not a folder; choose a folder path")
+    if not out.is_dir():
+        return
+    config = out / CONFIG_FILE
+    if not config.is_file():
+        if any(out.iterdir()):
+            raise EvaluateError(
+                f"--out: {str(out)!r} is not empty and holds no {CONFIG_FILE}, so it is not an evaluate.py output "
+                "folder; choose a new or empty folder"
+            )
+        return
+    try:
+        before = json.loads(config.read_text())["run"]
+        before = {**before, "policies": [PolicySpec(**p).identity() for p in before["policies"]]}
+    except (ValueError, KeyError, TypeError) as err:
+        raise EvaluateError(f"--out: {str(config)!r} is unreadable ({err}); choose a new folder") from None
+    now = run.identity()
+    differ = [k for k in now if before.get(k) != now[k]]
+    if differ:
+        details = "; ".join(f"{k}: was {_readable(k, before.get(k))}, now {_readable(k, now[k])}" for k in differ)
+        raise EvaluateError(
+            f"--out: {str(out)!r} holds another run ({details}); rerun with the same options to resume it, "
+            "or choose a new folder"
+        )
+
+
+def init_out(out: Path, run: EvalRun, report_config: dict) -> list[str]:
+    """Create ``out`` and write ``config.json`` and ``scenario.yaml`` (unchanged files are not rewritten).
+
+    The package versions recorded are those of the run's first start; a resume under other versions
+    keeps them and returns a warning.
+    """
+    (out / ROWS_DIR).mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / ROWS_DIR):
+        for stale in folder.glob(".*.tmp"):  # left by a kill in the middle of write_if_changed
+            stale.unlink()
+    versions = package_versions()
+    warnings = []
+    config = out / CONFIG_FILE
+    if config.is_file():
+        recorded = json.loads(config.read_text()).get("versions", {})
+        if recorded.get("packages") != versions["packages"]:
+            warnings.append(f"{config} records other package versions; rows computed before keep them")
+        versions = recorded
+    doc = {"run": run.describe(), "report": report_config, "versions": versions}
+    write_if_changed(config, (json.dumps(doc, indent=1) + "\n").encode())
+    write_if_changed(out / SCENARIO_FILE, yaml.safe_dump(run.scenario.to_dict(), sort_keys=False).encode())
+    return warnings
+
+
+def package_versions() -> dict:
+    packages = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    try:
+        here = Path(__file__).resolve().parent
+        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        commit = git.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "packages": packages,
+    }
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` whole (temp file in the same folder, fsync, ``os.replace``).
+
+    An existing file with the same bytes is left alone (its mtime too); returns whether it was written.
+    """
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return False
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _readable(key: str, value) -> str:
+    """An identity field in a few words, for the message of a mismatched output folder."""
+    if key == "policies" and isinstance(value, list):
+        value = ",".join(p["label"] + (f"@{p['checkpoint_sha256']}" if p["checkpoint_sha256"] else "") for p in value)
+    elif key == "seeds" and isinstance(value, list):
+        value = format_seeds(value)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def format_seeds(seeds: Iterable[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3,7"`` (the inverse of :func:`parse_seeds`)."""
+    parts: list[str] = []
+    seeds = list(seeds)
+    i = 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(str(seeds[i]) if i == j else f"{seeds[i]}-{seeds[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+# ---------------------------------------------------------------------- rows
+def row_path(out: Path, label: str, seed: int) -> Path:
+    return out / ROWS_DIR / f"{label}__{seed}.json"
+
+
+def missing_tasks(out: Path, run: EvalRun) -> list[tuple[str, int]]:
+    return [(label, seed) for label, seed in run.tasks() if not row_path(out, label, seed).is_file()]
+
+
+def read_rows(out: Path, run: EvalRun) -> list[dict]:
+    """Every row of the run, policy by policy in the run's order, seeds in the order given."""
+    rows = []
+    for label in run.labels:
+        for seed in run.seeds:
+            rows.append(json.loads(row_path(out, label, seed).read_text()))
+    return rows
+
+
+def save_row(out: Path, row: dict) -> None:
+    text = json.dumps(row, allow_nan=False) + "\n"
+    write_if_changed(row_path(out, row["policy"], row["seed"]), text.encode())
+
+
+def compute_rows(
+    out: Path,
+    run: EvalRun,
+    tasks: list[tuple[str, int]],
+    workers: int,
+    on_row: Callable[[dict], None] = lambda row: None,
+) -> None:
+    """Compute ``tasks`` and save each row as soon as it is done (so a kill loses only rows in flight).
+
+    ``workers == 1`` runs in this process; more use a process pool (spawn: safe with torch and
+    HiGHS threads). The first failing row stops the run; rows saved so far are kept.
+    """
+    if not tasks:
+        return
+    if workers <= 1 or len(tasks) == 1:
+        context = _WorkerContext(run)
+        for label, seed in tasks:
+            row = context.row(label, seed)
+            save_row(out, row)
+            on_row(row)
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=get_context("spawn"), initializer=_init_worker, initargs=(run,)
+    )
+    try:
+        pending = {pool.submit(_worker_row, label, seed): (label, seed) for label, seed in tasks}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                label, seed = pending.pop(future)
+                error = future.exception()
+                if error is not None:
+                    raise RuntimeError(f"policy {label!r} on seed {seed} failed: {error}") from error
+                row = future.result()
+                save_row(out, row)
+                on_row(row)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_CONTEXT: _WorkerContext | None = None  # one per worker process
+
+
+def _init_worker(run: EvalRun) -> None:
+    global _CONTEXT
+    _CONTEXT = _WorkerContext(run, in_pool=True)
+
+
+def _worker_row(label: str, seed: int) -> dict:
+    return _CONTEXT.row(label, seed)
+
+
+class _WorkerContext:
+    """Envs and policies of one process, built on first use and reused across its rows."""
+
+    def __init__(self, run: EvalRun, in_pool: bool = False) -> None:
+        self.run = run
+        self.specs = {p.label: p for p in run.policies}
+        self.envs: dict[int | None, gym.Env] = {}
+        self.policies: dict[str, object] = {}
+        if in_pool and any(p.kind == "agent" for p in run.policies):
+            import torch
+
+            torch.set_num_threads(1)  # the pool already uses the cores; more threads per worker only contend
+
+    def env(self, forecast_days: int | None) -> gym.Env:
+        if forecast_days not in self.envs:
+            kwargs = {} if forecast_days is None else {"forecast_days": forecast_days}
+            self.envs[forecast_days] = gym.make(self.run.env_id, scenario=self.run.scenario, **kwargs)
+        return self.envs[forecast_days]
+
+    def policy(self, spec: PolicySpec):
+        if spec.label not in self.policies:
+            self.policies[spec.label] = _build_policy(spec, self.run)
+        return self.policies[spec.label]
+
+    def row(self, label: str, seed: int) -> dict:
+        spec = self.specs[label]
+        if spec.kind == "hindsight":
+            return self._hindsight_row(seed)
+        env = self.env(spec.forecast_days)
+        policy = self.policy(spec)
+        result = run_episode(env, policy, seed)
+        row = _episode_row(label, seed, result)
+        row.update(_milp_stats(policy))
+        return row
+
+    def _hindsight_row(self, seed: int) -> dict:
+        from baselines import cached_hindsight
+
+        run = self.run
+        solved = cached_hindsight(
+            run.scenario, seed, env_id=run.env_id, cache_dir=run.cache_dir, time_limit=run.time_limit
+        )
+        result = run_episode(self.env(None), _PlanReplay(solved.plan), seed)
+        if abs(result.episode_return - solved.objective) > REPLAY_RTOL * max(1.0, abs(solved.objective)):
+            raise RuntimeError(
+                f"the hindsight plan of seed {seed} replays to {result.episode_return!r} but its MILP objective is "
+                f"{solved.objective!r}: the exactness contract is broken (a bug in the env or the MILP)"
+            )
+        row = _episode_row(HINDSIGHT, seed, result)
+        row.update(
+            decision_seconds_per_step=solved.seconds / max(result.steps, 1),
+            milp_status=str(solved.status),
+            milp_objective=float(solved.objective),
+            milp_bound=_finite_or_none(solved.bound),
+            milp_gap=_finite_or_none(solved.gap),
+            milp_seconds=float(solved.seconds),
+        )
+        return row
+
+
+class _PlanReplay:
+    """Plays a fixed day-by-day plan (the hindsight MILP's) through the policy interface."""
+
+    name = HINDSIGHT
+
+    def __init__(self, plan: Iterable[np.ndarray]) -> None:
+        self.plan = [np.asarray(a, dtype=np.int64) for a in plan]
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, obs: np.ndarray, view) -> np.ndarray:
+        return self.plan[view.day]
+
+
+def _build_policy(spec: PolicySpec, run: EvalRun):
+    if spec.kind == "agent":
+        from agents import load_agent
+
+        return load_agent(spec.checkpoint, name=spec.label)
+    if spec.label in HEURISTICS:
+        return HEURISTICS[spec.label](run.scenario)
+    from baselines import make_policy
+
+    return make_policy(spec.label, run.scenario, run.env_id)
+
+
+def _episode_row(label: str, seed: int, result: EpisodeResult) -> dict:
+    row = dict.fromkeys(ROW_COLUMNS)
+    row.update(policy=label, seed=int(seed), steps=result.steps)
+    row["return"] = float(result.episode_return)
+    row.update({name: float(result.terms[name]) for name in TERM_NAMES})
+    row.update({name: float(result.kpis[name]) for name in KPI_NAMES})
+    row["decision_seconds_per_step"] = result.decision_seconds / max(result.steps, 1)
+    return row
+
+
+def _milp_stats(policy) -> dict:
+    """Status, bound and gap of a MILP policy's episode, if it reports them (``episode_stats()``)."""
+    stats = getattr(policy, "episode_stats", None)
+    if stats is None:
+        return {}
+    s = stats()
+    return {
+        "milp_status": str(s["status"]),
+        "milp_objective": _finite_or_none(s.get("objective")),
+        "milp_bound": _finite_or_none(s.get("bound")),
+        "milp_gap": _finite_or_none(s.get("gap")),
+        "milp_seconds": _finite_or_none(s.get("seconds")),
+    }
+
+
+def _finite_or_none(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
