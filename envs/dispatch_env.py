@@ -92,7 +92,7 @@ class CrossBorderDispatchEnv(gym.Env):
     | ``transfer_open`` | L | 1 if the transfer lane is open today | 0 | 1 |
     | ``day`` | 1 | day index / horizon | 0 | 1 |
     | ``weekday`` | 7 | one-hot day of week (day index mod 7) | 0 | 1 |
-    | ``forecast`` | F*R*K | scenario's mean demand of the next F days / demand_scale (0 past the horizon) | 0 | inf |
+    | ``forecast`` | F*R*K | scenario's mean demand of the next F days / demand_scale (0 past the horizon) | 0 | 1 |
 
     ## Rewards
 
