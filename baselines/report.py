@@ -288,7 +288,8 @@ def _parquet(df: pd.DataFrame) -> bytes:
 def print_report(summary: pd.DataFrame, tables: list[pd.DataFrame], console: Console | None = None) -> None:
     """The summary table (and each Table 3 comparison) on the terminal."""
     console = console or Console(width=None if sys.stdout.isatty() else 120)  # 80 columns squeeze it in logs
-    t = Table(title=f"Mean over {int(summary['episodes'].max())} seeds (return in USD per episode)")
+    n = int(summary["episodes"].max())
+    t = Table(title=f"Mean over {n} seed{'s' if n != 1 else ''} (return in USD per episode)")
     for name, justify in (("policy", "left"), ("return", "right"), ("95% CI", "right"), ("IQM", "right"),
                           ("ratio to optimum", "right"), ("fill", "right"), ("on time", "right"),
                           ("cost/unit", "right"), ("ms/step", "right")):  # fmt: skip

@@ -1,0 +1,309 @@
+"""evaluate.py end to end on `tiny`: every promised file and column, the hindsight optimum bounds every
+policy, an interrupted run resumes to the same episodes, a rerun changes nothing, the worker count changes
+nothing, bad input stops before any work, and the `make demo` command runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import evaluate
+from agents import PPOConfig
+from agents.factory import build_model, make_normalized_vec_env
+from agents.policy import save_agent
+from baselines import report
+from baselines.runner import HINDSIGHT, KPI_NAMES, TIMING_COLUMNS, EvaluateError, format_seeds, parse_seeds
+from envs.dynamics import TERM_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = "0-5"
+N_SEEDS = 6
+BUILTIN = "rolling-milp,greedy,base-stock,random,home"
+REPORT_FILES = (
+    "episodes.csv",
+    "episodes.parquet",
+    "summary.csv",
+    "ratio_to_optimum.png",
+    "return_decomposition.png",
+    "table3_greedy_vs_ppo.csv",
+    "table3_greedy_vs_ppo.png",
+    "config.json",
+    "scenario.yaml",
+)
+EPISODE_COLUMNS = {
+    "policy", "seed", "return", *TERM_NAMES, *KPI_NAMES, "hindsight_return", "ratio_to_optimum", "steps",
+    "decision_seconds_per_step", "milp_status", "milp_objective", "milp_bound", "milp_gap", "milp_seconds",
+}  # fmt: skip
+
+
+def run_main(args: list[str]) -> tuple[int, str, str]:
+    """``evaluate.main(args)`` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = evaluate.main(args)
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def train_tiny_agent(directory: Path, env_id: str = "CrossBorderDispatch-v0") -> Path:
+    """A real (barely trained) masked-PPO agent on `tiny`, saved as train.py saves one."""
+    torch.set_num_threads(1)
+    config = PPOConfig(
+        env_id=env_id, scenario="tiny", n_envs=2, n_steps=24, batch_size=16, total_timesteps=48, eval_freq=0,
+        hindsight=False,
+    ).validate()  # fmt: skip
+    venv = make_normalized_vec_env(config)
+    model = build_model(config, venv)
+    model.learn(total_timesteps=48)
+    return save_agent(directory, model, venv, config)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    files = (p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+
+def without_timing(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=[c for c in (*TIMING_COLUMNS, "decision_ms_per_step") if c in df.columns])
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory) -> Path:
+    return train_tiny_agent(tmp_path_factory.mktemp("agent") / "tiny-ppo")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hindsight-cache")
+
+
+def eval_args(out: Path, agent: Path, cache_dir: Path, workers: int = 1, seeds: str = SEEDS) -> list[str]:
+    return [
+        "--scenario", "tiny", "--policies", f"ppo={agent},{BUILTIN}", "--seeds", seeds, "--out", str(out),
+        "--workers", str(workers), "--cache-dir", str(cache_dir), "--compare", "greedy,ppo",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, agent, cache_dir) -> Path:
+    """One complete run in this process (one worker)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    code, stdout, stderr = run_main(eval_args(out, agent, cache_dir))
+    assert code == 0, stderr
+    assert "Mean over 6 seeds" in stdout and "Table 3 form: ppo against greedy" in stdout
+    return out
+
+
+# --------------------------------------------------------------- the outputs
+def test_every_promised_file_and_column(finished):
+    for name in REPORT_FILES:
+        assert (finished / name).is_file() and (finished / name).stat().st_size > 0, name
+    for name in ("ratio_to_optimum.png", "return_decomposition.png", "table3_greedy_vs_ppo.png"):
+        assert (finished / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    episodes = pd.read_csv(finished / "episodes.csv")
+    assert set(episodes.columns) == EPISODE_COLUMNS
+    labels = [HINDSIGHT, "ppo", *BUILTIN.split(",")]
+    assert list(dict.fromkeys(episodes["policy"])) == labels
+    for label in labels:  # one row per policy x seed
+        assert sorted(episodes.loc[episodes["policy"] == label, "seed"]) == list(range(N_SEEDS))
+    parquet = pd.read_parquet(finished / "episodes.parquet")
+    pd.testing.assert_frame_equal(parquet.drop(columns="milp_status"), episodes.drop(columns="milp_status"))
+    # MILP rows carry status, bound and gap; the others do not
+    h = episodes.loc[episodes["policy"] == HINDSIGHT]
+    assert set(h["milp_status"]) == {"optimal"} and h["milp_bound"].notna().all() and (h["milp_gap"] < 1e-6).all()
+    assert episodes.loc[episodes["policy"] == "greedy", ["milp_status", "milp_bound", "milp_gap"]].isna().all().all()
+    rolling = episodes.loc[episodes["policy"] == "rolling-milp"]
+    assert rolling["milp_status"].notna().all()
+    # the reward terms sum to the return on every row
+    signed = sum(report.TERM_SIGN[name] * episodes[name] for name in TERM_NAMES)
+    np.testing.assert_allclose(signed, episodes["return"], rtol=1e-9, atol=1e-9)
+
+    summary = pd.read_csv(finished / "summary.csv")
+    assert list(summary["policy"]) == labels
+    for column in ("mean_return", "return_ci_low", "return_ci_high", "iqm_return", "mean_ratio_to_optimum",
+                   "ratio_ci_low", "ratio_ci_high", *(f"win_rate_vs_{label}" for label in labels)):  # fmt: skip
+        assert column in summary.columns, column
+    table = pd.read_csv(finished / "table3_greedy_vs_ppo.csv")
+    assert list(table.columns) == ["indicator", "baseline", "policy", "baseline_value", "policy_value", "change_pct"]
+    assert table["indicator"].iloc[0] == "Transport cost per unit (USD)"
+    config = json.loads((finished / "config.json").read_text())
+    assert config["run"]["seeds"] == list(range(N_SEEDS)) and config["run"]["env_id"] == "CrossBorderDispatch-v0"
+    assert config["versions"]["packages"]["numpy"] == np.__version__
+    assert config["report"]["compare"] == [["greedy", "ppo"]]
+
+
+def test_hindsight_optimum_bounds_every_policy_on_every_seed(finished):
+    episodes = pd.read_csv(finished / "episodes.csv")
+    optimum = episodes.loc[episodes["policy"] == HINDSIGHT].set_index("seed")["return"]
+    others = episodes.loc[episodes["policy"] != HINDSIGHT]
+    limit = others["seed"].map(optimum)
+    assert (others["return"] <= limit + 1e-6 * np.maximum(1.0, limit.abs())).all()
+    assert (others["ratio_to_optimum"] <= 1.0 + 1e-9).all()
+    expected = 1.0 - (limit - others["return"]) / limit.abs()
+    np.testing.assert_allclose(others["ratio_to_optimum"], expected, rtol=1e-12)
+    assert report.bound_violations(episodes) == []
+
+
+def test_summary_statistics_match_the_episodes(finished):
+    episodes = pd.read_csv(finished / "episodes.csv")
+    summary = pd.read_csv(finished / "summary.csv").set_index("policy")
+    for label, rows in episodes.groupby("policy"):
+        s = summary.loc[label]
+        assert s["episodes"] == N_SEEDS
+        assert s["mean_return"] == pytest.approx(rows["return"].mean())
+        assert s["return_ci_low"] <= s["mean_return"] <= s["return_ci_high"]
+        assert rows["return"].min() <= s["iqm_return"] <= rows["return"].max()
+        assert s["mean_ratio_to_optimum"] == pytest.approx(rows["ratio_to_optimum"].mean())
+        assert np.isnan(s[f"win_rate_vs_{label}"])
+    assert summary.loc[HINDSIGHT, "mean_ratio_to_optimum"] == pytest.approx(1.0)
+    # win rates of a pair add up to one (ties count half)
+    assert summary.loc["ppo", "win_rate_vs_greedy"] + summary.loc["greedy", "win_rate_vs_ppo"] == pytest.approx(1.0)
+    assert summary.loc[HINDSIGHT, "win_rate_vs_random"] >= 0.5
+
+
+def test_statistics_helpers():
+    assert report.interquartile_mean(np.array([100.0, 1.0, 2.0, 3.0, 4.0, -50.0, 5.0, 6.0])) == pytest.approx(3.5)
+    assert report.win_rate(np.array([2.0, 1.0, 3.0, 0.0]), np.array([1.0, 1.0, 4.0, 0.0])) == pytest.approx(0.5)
+    values = np.arange(20.0)
+    a = report.bootstrap_mean_ci(values, np.random.default_rng(1), 2000, 0.95)
+    b = report.bootstrap_mean_ci(values, np.random.default_rng(1), 2000, 0.95)
+    assert a == b and a[0] < values.mean() < a[1]
+    np.testing.assert_array_equal(report.ratio_to_optimum(np.array([90.0, -110.0]), np.array([100.0, -100.0])),
+                                  np.array([0.9, 0.9]))  # fmt: skip
+
+
+# ------------------------------------------------ determinism and resumption
+def test_rerun_into_the_same_folder_changes_nothing(finished, agent, cache_dir):
+    before = snapshot(finished)
+    code, stdout, stderr = run_main(eval_args(finished, agent, cache_dir))
+    assert code == 0, stderr
+    assert f"0 of {7 * N_SEEDS} episodes to run" in stdout
+    assert snapshot(finished) == before  # same bytes and same mtimes
+
+
+def test_worker_count_does_not_change_results(finished, agent, cache_dir, tmp_path):
+    out = tmp_path / "two-workers"
+    code, _, stderr = run_main(eval_args(out, agent, cache_dir, workers=2))
+    assert code == 0, stderr
+    for name in ("episodes.csv", "summary.csv"):
+        pd.testing.assert_frame_equal(
+            without_timing(pd.read_csv(out / name)), without_timing(pd.read_csv(finished / name))
+        )
+    assert (out / "table3_greedy_vs_ppo.csv").read_bytes() == (finished / "table3_greedy_vs_ppo.csv").read_bytes()
+
+
+def test_killed_run_resumes_to_the_same_episodes_without_redoing_rows(finished, agent, tmp_path):
+    out = tmp_path / "killed"
+    command = [sys.executable, str(ROOT / "evaluate.py"), *eval_args(out, agent, tmp_path / "cache")]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    rows = out / "rows"
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(rows.glob("*.json"))) < 5 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    saved = snapshot(rows)
+    assert 5 <= len(saved) < 7 * N_SEEDS, "the run must be killed midway"
+    assert not (out / "episodes.csv").exists()
+
+    code, stdout, stderr = run_main(eval_args(out, agent, tmp_path / "cache"))
+    assert code == 0, stderr
+    assert f"{7 * N_SEEDS - len(saved)} of {7 * N_SEEDS} episodes to run" in stdout
+    after = snapshot(rows)
+    assert all(after[name] == saved[name] for name in saved)  # finished rows were not redone
+    assert not list(out.rglob("*.tmp"))
+    pd.testing.assert_frame_equal(
+        without_timing(pd.read_csv(out / "episodes.csv")), without_timing(pd.read_csv(finished / "episodes.csv"))
+    )
+
+
+# ------------------------------------------------------------------ bad input
+def test_seed_ranges_parse_and_print_back():
+    assert parse_seeds("1000-1003") == (1000, 1001, 1002, 1003)
+    assert parse_seeds("1, 5,9-11") == (1, 5, 9, 10, 11)
+    assert format_seeds(parse_seeds("1,5,9-11,2")) == "1,5,9-11,2"
+    for bad, words in (("5-2", "empty"), ("a-b", "malformed"), ("", "malformed"), ("1-3,2", "more than once"),
+                       ("-1", "malformed"), ("1.5", "malformed")):  # fmt: skip
+        with pytest.raises(EvaluateError, match=f"--seeds: .*{words}"):
+            parse_seeds(bad)
+
+
+@pytest.fixture(scope="module")
+def routing_agent(tmp_path_factory) -> Path:
+    return train_tiny_agent(tmp_path_factory.mktemp("agent") / "routing-ppo", env_id="CrossBorderRouting-v0")
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"--policies": "greedy,best-policy"}, ["--policies", "unknown policy 'best-policy'", "rolling-milp"]),
+        ({"--policies": "greedy,greedy"}, ["--policies", "more than once"]),
+        ({"--policies": "ppo=does/not/exist"}, ["--policies ppo=does/not/exist", "does not exist"]),
+        ({"--seeds": "5-2"}, ["--seeds", "'5-2' is empty", "A-B with A <= B"]),
+        ({"--seeds": "a-b"}, ["--seeds", "'a-b' is malformed", "1000-1099"]),
+        ({"--scenario": "atlantis"}, ["--scenario", "'atlantis'", "tiny"]),
+        ({"--env": "CrossBorder-v9"}, ["--env", "'CrossBorder-v9'", "CrossBorderDispatch-v0"]),
+        ({"--compare": "greedy,nobody"}, ["--compare", "'nobody' is not a policy"]),
+        ({"--workers": "0"}, ["--workers", ">= 1"]),
+        ({"--time-limit": "-1"}, ["--time-limit", "> 0"]),
+        ({"agent": "routing"}, ["ppo=", "env id 'CrossBorderRouting-v0'", "--env is 'CrossBorderDispatch-v0'"]),
+        ({"agent": "tiny", "--scenario": "table1"}, ["ppo=", "scenario 'tiny'", "does not fit scenario 'table1'"]),
+    ],
+)  # fmt: skip
+def test_bad_input_stops_before_any_work(change, words, agent, routing_agent, tmp_path):
+    options = {"--scenario": "tiny", "--policies": "greedy", "--seeds": "0-1", "--out": str(tmp_path / "out"),
+               "--cache-dir": str(tmp_path / "cache"), "--workers": "1"}  # fmt: skip
+    if "agent" in change:
+        options["--policies"] = f"ppo={routing_agent if change['agent'] == 'routing' else agent},greedy"
+    options.update({k: v for k, v in change.items() if k.startswith("--")})
+    code, _, stderr = run_main([x for kv in options.items() for x in kv])
+    assert code == 2
+    message = " ".join(stderr.split())
+    for word in words:
+        assert word in message, (word, message)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_out_folder_holding_another_run_is_refused_untouched(finished, agent, cache_dir):
+    before = snapshot(finished)
+    code, _, stderr = run_main(eval_args(finished, agent, cache_dir, seeds="0-6"))
+    assert code == 2 and "--out" in stderr and "seeds: was 0-5, now 0-6" in " ".join(stderr.split())
+    assert snapshot(finished) == before
+
+
+# ---------------------------------------------------------------- make demo
+def test_make_demo_runs_evaluate_and_prints_the_table(tmp_path):
+    """The README's main job: the exact evaluate.py command of `make demo`, on one seed."""
+    dry = subprocess.run(["make", "-n", "demo", "DEMO_SEEDS=1000", f"DEMO_OUT={tmp_path / 'demo'}"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    [line] = [line for line in dry.splitlines() if "evaluate.py" in line]
+    argv = shlex.split(line)
+    assert argv[0].endswith("python") and "--workers" in argv
+    if (ROOT / "agents/checkpoints/table1__CrossBorderDispatch-v0/model.zip").is_file():
+        assert "ppo=agents/checkpoints/table1__CrossBorderDispatch-v0" in line
+    argv[0] = sys.executable
+    done = subprocess.run([*argv, "--cache-dir", str(tmp_path / "cache")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Mean over 1 seed " in done.stdout
+    for label in ("hindsight-milp", "rolling-milp", "greedy", "base-stock", "random"):
+        assert label in done.stdout
+    assert (tmp_path / "demo" / "summary.csv").is_file()
