@@ -1,0 +1,196 @@
+"""Typed training configuration for PPO / masked PPO, with up-front validation.
+
+Field names follow stable-baselines3's arguments (``learning_rate``, ``n_steps``,
+``batch_size``, ``n_epochs``, ``gamma``, ``gae_lambda``, ``clip_range``, ``ent_coef``,
+``vf_coef``, ``max_grad_norm``, ``target_kl``; ``total_timesteps`` and ``seed`` as in
+``learn`` / the constructor; ``norm_obs``, ``norm_reward``, ``clip_obs``, ``clip_reward``
+as in ``VecNormalize``), so a reader of the SB3 docs knows what each one means.
+Every field carries its help text (``metadata["help"]``); ``train.py`` builds its
+command line from them.
+
+Seed ranges (disjoint, so validation and evaluation never see a training episode):
+
+| use | seeds |
+|---|---|
+| training episodes | drawn in ``[10**6, 2*10**6)`` from a stream seeded by ``seed`` + env rank |
+| validation during training | ``VALIDATION_SEEDS`` = 900..909 |
+| evaluation / held-out (``evaluate.py``, ``bench/``) | 1000 and up (below ``10**6``) |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TRAIN_SEED_LOW = 10**6  # training episode seeds lie in [TRAIN_SEED_LOW, TRAIN_SEED_HIGH)
+TRAIN_SEED_HIGH = 2 * 10**6
+VALIDATION_SEEDS = tuple(range(900, 910))
+EVAL_SEED_START = 1000  # held-out evaluation seeds: EVAL_SEED_START, EVAL_SEED_START + 1, ...
+
+ALGOS = ("maskable-ppo", "ppo")
+ACTIVATIONS = ("tanh", "relu")
+VEC_ENVS = ("dummy", "subproc")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the field, the allowed values and what to do."""
+
+
+def _f(default: Any, help: str, **kw):  # noqa: A002 - "help" reads best here, as in argparse
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class PPOConfig:
+    """Everything that defines one training run (the resolved config written beside the model)."""
+
+    # --- what to learn on
+    algo: str = _f("maskable-ppo", f"learning algorithm, one of {ALGOS}")
+    env_id: str = _f("CrossBorderDispatch-v0", "Gymnasium id registered by `import envs`", flag="--env")
+    scenario: str = _f("table1", "scenario preset name or YAML/JSON path")
+    forecast_days: int = _f(3, "days of demand forecast in the observation (env argument)")
+    total_timesteps: int = _f(200_000, "env steps (days) to train for, summed over all envs", flag="--timesteps")
+    seed: int = _f(0, "seeds torch, the policy sampling and the training-episode seed streams")
+    n_envs: int = _f(8, "parallel environments in the VecEnv")
+    vec_env: str = _f("dummy", f"VecEnv class, one of {VEC_ENVS} (dummy: one process, fastest for this env)")
+    # --- PPO (stable-baselines3 names)
+    learning_rate: float = _f(3e-4, "Adam step size")
+    n_steps: int = _f(120, "steps per env per rollout; at least one episode (the scenario's horizon_days)")
+    batch_size: int = _f(240, "minibatch size; must divide the rollout size n_steps * n_envs")
+    n_epochs: int = _f(10, "passes over each rollout")
+    gamma: float = _f(0.99, "discount factor in (0, 1]")
+    gae_lambda: float = _f(0.95, "GAE lambda in [0, 1]")
+    clip_range: float = _f(0.2, "PPO clip range > 0")
+    ent_coef: float = _f(0.0, "entropy bonus coefficient >= 0")
+    vf_coef: float = _f(0.5, "value loss coefficient >= 0")
+    max_grad_norm: float = _f(0.5, "gradient clipping norm > 0")
+    target_kl: float | None = _f(None, "stop an update's epochs early past this KL (None: never)")
+    net_arch: list[int] = _f([128, 128], "hidden layer sizes of the policy and value MLPs")
+    activation_fn: str = _f("tanh", f"hidden activation, one of {ACTIVATIONS}")
+    # --- normalization (VecNormalize names); daily rewards are O(100-1000) USD
+    norm_obs: bool = _f(True, "normalize observations with running mean/std (saved with the model)")
+    norm_reward: bool = _f(True, "scale rewards by the running std of the discounted return (saved with the model)")
+    clip_obs: float = _f(10.0, "clip normalized observations to [-clip_obs, clip_obs]")
+    clip_reward: float = _f(10.0, "clip scaled rewards to [-clip_reward, clip_reward]")
+    # --- bookkeeping
+    eval_freq: int = _f(20_000, "timesteps between validation runs on VALIDATION_SEEDS (0: only at the end)")
+    checkpoint_freq: int = _f(50_000, "timesteps between checkpoints (0: only at the end)")
+    hindsight: bool = _f(True, "report the validation return as a ratio to the hindsight MILP optimum")
+    torch_threads: int = _f(1, "torch CPU threads (1 is fastest for small MLPs and makes runs reproducible)")
+
+    # ------------------------------------------------------------- validation
+    def validate(self) -> PPOConfig:
+        """Raise :class:`ConfigError` naming the first bad field and what to do; return self when fine."""
+        import envs  # registers the ids
+        from envs.scenario import ScenarioError, load_scenario
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(self.algo in ALGOS, f"algo={self.algo!r} is not allowed; allowed: {list(ALGOS)}")
+        need(self.env_id in envs.ENV_IDS, f"env_id={self.env_id!r} is not allowed; allowed: {list(envs.ENV_IDS)}")
+        need(self.vec_env in VEC_ENVS, f"vec_env={self.vec_env!r} is not allowed; allowed: {list(VEC_ENVS)}")
+        need(
+            self.activation_fn in ACTIVATIONS,
+            f"activation_fn={self.activation_fn!r} is not allowed; allowed: {list(ACTIVATIONS)}",
+        )
+        try:
+            scenario = load_scenario(self.scenario)
+        except ScenarioError as err:
+            raise ConfigError(f"scenario: {err}") from None
+        for name in ("n_envs", "n_steps", "batch_size", "n_epochs", "total_timesteps", "torch_threads"):
+            need(
+                _is_int(getattr(self, name)) and getattr(self, name) >= 1,
+                f"{name}={getattr(self, name)!r} must be an integer >= 1",
+            )
+        for name in ("forecast_days", "eval_freq", "checkpoint_freq"):
+            need(
+                _is_int(getattr(self, name)) and getattr(self, name) >= 0,
+                f"{name}={getattr(self, name)!r} must be an integer >= 0",
+            )
+        need(_is_int(self.seed) and 0 <= self.seed < 2**31, f"seed={self.seed!r} must be an integer in [0, 2**31)")
+        horizon = scenario.horizon_days
+        need(
+            self.n_steps >= horizon,
+            f"n_steps={self.n_steps} is shorter than one episode of scenario {scenario.name!r} "
+            f"(horizon_days={horizon}): every return would be bootstrapped from the value estimate; "
+            f"use n_steps >= {horizon}, ideally a multiple of it (e.g. n_steps={4 * horizon})",
+        )
+        rollout = self.n_steps * self.n_envs
+        need(self.batch_size > 1, f"batch_size={self.batch_size} must be > 1 (advantages are normalized per minibatch)")
+        need(
+            self.batch_size <= rollout and rollout % self.batch_size == 0,
+            f"batch_size={self.batch_size} must divide the rollout size n_steps*n_envs={self.n_steps}*{self.n_envs}"
+            f"={rollout}; use a divisor such as batch_size={_divisor_near(rollout, self.batch_size)}, "
+            "or change n_steps / n_envs",
+        )
+        need(
+            self.total_timesteps >= rollout,
+            f"total_timesteps={self.total_timesteps} is less than one rollout (n_steps*n_envs={rollout}); "
+            f"use --timesteps >= {rollout} or lower n_steps / n_envs",
+        )
+        need(0 < self.gamma <= 1, f"gamma={self.gamma} must be in (0, 1]")
+        need(0 <= self.gae_lambda <= 1, f"gae_lambda={self.gae_lambda} must be in [0, 1]")
+        for name in ("learning_rate", "clip_range", "max_grad_norm", "clip_obs", "clip_reward"):
+            need(getattr(self, name) > 0, f"{name}={getattr(self, name)} must be > 0")
+        for name in ("ent_coef", "vf_coef"):
+            need(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be >= 0")
+        need(self.target_kl is None or self.target_kl > 0, f"target_kl={self.target_kl} must be > 0 or None")
+        need(
+            isinstance(self.net_arch, list)
+            and len(self.net_arch) >= 1
+            and all(_is_int(n) and n >= 1 for n in self.net_arch),
+            f"net_arch={self.net_arch!r} must be a non-empty list of layer sizes >= 1, e.g. [128, 128]",
+        )
+        return self
+
+    # ----------------------------------------------------------------- I/O
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
+        """Build from a mapping; unknown keys are an error naming the allowed ones (no silent typos)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a mapping of field: value, got {type(data).__name__}")
+        allowed = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {unknown}; allowed: {allowed}")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PPOConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+
+    def to_file(self, path: str | Path) -> Path:
+        """Write as YAML atomically (temp file then rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        tmp.replace(path)
+        return path
+
+    @property
+    def rollout_size(self) -> int:
+        return self.n_steps * self.n_envs
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _divisor_near(n: int, target: int) -> int:
+    """The divisor of ``n`` (> 1) closest to ``target``, to suggest in an error message."""
+    divisors = [d for d in range(2, n + 1) if n % d == 0] or [n]
+    return min(divisors, key=lambda d: (abs(d - target), d))

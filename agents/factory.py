@@ -1,0 +1,157 @@
+"""Build the training VecEnv and the PPO / MaskablePPO model from a :class:`PPOConfig`.
+
+The VecEnv stack, inside out: the registered env -> :class:`TrainingSeeds` (each
+episode's realization seed drawn in ``[TRAIN_SEED_LOW, TRAIN_SEED_HIGH)``) ->
+:class:`EpisodeTerms` (per-episode reward terms in the last step's info) ->
+``Monitor`` (``info["episode"]``) -> ``DummyVecEnv`` / ``SubprocVecEnv`` -> ``VecNormalize``.
+MaskablePPO finds the masks through ``VecEnv.env_method("action_masks")``, which
+reaches ``CrossBorderDispatchEnv.action_masks`` through every wrapper; after an
+auto-reset it returns the mask of the new episode's first day, as it must.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+
+import envs  # noqa: F401 - registers the env ids
+from agents.config import TRAIN_SEED_HIGH, TRAIN_SEED_LOW, PPOConfig
+from envs.dynamics import TERM_NAMES
+
+ALGO_CLASSES = {"maskable-ppo": MaskablePPO, "ppo": PPO}
+ACTIVATION_CLASSES = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
+
+
+class TrainingSeeds(gym.Wrapper):
+    """Resets every episode with a realization seed drawn from a private stream in ``[TRAIN_SEED_LOW,
+    TRAIN_SEED_HIGH)``, disjoint from validation (900-909) and evaluation (1000+) seeds.
+
+    ``reset(seed=s)`` re-seeds the stream with ``s`` (SB3 does so once per env, with ``seed + rank``);
+    ``reset()`` (auto-reset) draws the next seed from it. The drawn seed is ``info["episode_seed"]``.
+    """
+
+    def __init__(self, env: gym.Env, stream_seed: int = 0) -> None:
+        super().__init__(env)
+        self._stream = np.random.default_rng(stream_seed)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._stream = np.random.default_rng(seed)
+        episode_seed = int(self._stream.integers(TRAIN_SEED_LOW, TRAIN_SEED_HIGH))
+        obs, info = self.env.reset(seed=episode_seed, options=options)
+        info["episode_seed"] = episode_seed
+        return obs, info
+
+
+class EpisodeTerms(gym.Wrapper):
+    """Sums ``info["reward_terms"]`` over the episode and puts the sums in the last step's
+    ``info["episode_terms"]`` (USD, positive magnitudes except Eq.2), beside the env's KPIs.
+    ``env_seconds`` accumulates the wall time spent inside the env (reset and step), to report
+    the env's share of the training time."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.env_seconds = 0.0
+        self._sums = dict.fromkeys(TERM_NAMES, 0.0)
+
+    def reset(self, **kwargs):
+        self._sums = dict.fromkeys(TERM_NAMES, 0.0)
+        start = time.perf_counter()
+        out = self.env.reset(**kwargs)
+        self.env_seconds += time.perf_counter() - start
+        return out
+
+    def step(self, action):
+        start = time.perf_counter()
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.env_seconds += time.perf_counter() - start
+        for name in TERM_NAMES:
+            self._sums[name] += info["reward_terms"][name]
+        if terminated or truncated:
+            info["episode_terms"] = dict(self._sums)
+        return obs, reward, terminated, truncated, info
+
+
+def make_env(config: PPOConfig, rank: int = 0) -> Callable[[], gym.Env]:
+    """A thunk building one training env (picklable, for ``SubprocVecEnv``)."""
+
+    def thunk() -> gym.Env:
+        env = gym.make(config.env_id, scenario=config.scenario, forecast_days=config.forecast_days)
+        env = TrainingSeeds(env, stream_seed=config.seed + rank)
+        env = EpisodeTerms(env)
+        return Monitor(env)
+
+    return thunk
+
+
+def make_eval_env(config: PPOConfig) -> gym.Env:
+    """A plain env (no training wrappers) for validation and evaluation on fixed seeds."""
+    return gym.make(config.env_id, scenario=config.scenario, forecast_days=config.forecast_days)
+
+
+def make_vec_env(config: PPOConfig) -> VecEnv:
+    """The raw VecEnv (no normalization) of ``config.n_envs`` training envs."""
+    thunks = [make_env(config, rank) for rank in range(config.n_envs)]
+    vec_cls = SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv
+    return vec_cls(thunks)
+
+
+def make_normalized_vec_env(config: PPOConfig, stats_path: str | Path | None = None) -> VecNormalize:
+    """Training VecEnv wrapped in ``VecNormalize``; with ``stats_path``, its running statistics are restored."""
+    venv = make_vec_env(config)
+    if stats_path is not None:
+        norm = VecNormalize.load(str(stats_path), venv)
+        norm.training = True
+        return norm
+    return VecNormalize(
+        venv,
+        norm_obs=config.norm_obs,
+        norm_reward=config.norm_reward,
+        clip_obs=config.clip_obs,
+        clip_reward=config.clip_reward,
+        gamma=config.gamma,
+    )
+
+
+def build_model(config: PPOConfig, venv: VecEnv, tensorboard_log: str | None = None):
+    """A fresh PPO / MaskablePPO on ``venv``, seeded with ``config.seed``."""
+    cls = ALGO_CLASSES[config.algo]
+    policy_kwargs = {
+        "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
+        "activation_fn": ACTIVATION_CLASSES[config.activation_fn],
+    }
+    return cls(
+        "MlpPolicy",
+        venv,
+        learning_rate=config.learning_rate,
+        n_steps=config.n_steps,
+        batch_size=config.batch_size,
+        n_epochs=config.n_epochs,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range,
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef,
+        max_grad_norm=config.max_grad_norm,
+        target_kl=config.target_kl,
+        policy_kwargs=policy_kwargs,
+        tensorboard_log=tensorboard_log,
+        seed=config.seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+def load_model(config: PPOConfig, model_path: str | Path, venv: VecEnv | None = None):
+    """Load a saved model of ``config.algo`` (on CPU), attached to ``venv`` when given."""
+    return ALGO_CLASSES[config.algo].load(str(model_path), env=venv, device="cpu")

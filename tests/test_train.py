@@ -1,0 +1,191 @@
+"""train.py as users run it: a subprocess with a tiny budget on the ``tiny`` scenario."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+
+import envs  # noqa: F401
+from agents import ConfigError, PPOConfig, load_agent
+from baselines.policy import run_episode
+
+REPO = Path(__file__).resolve().parent.parent
+# rollout = 24 * 2 = 48 steps = 16 episodes of 3 days
+BASE = ["--env", "CrossBorderDispatch-v0", "--scenario", "tiny", "--algo", "maskable-ppo", "--seed", "1",
+        "--n-envs", "2", "--n-steps", "24", "--batch-size", "16", "--n-epochs", "2", "--net-arch", "16",
+        "--eval-freq", "48", "--checkpoint-freq", "48"]  # fmt: skip
+AGENT_FILES = ("model.zip", "vecnormalize.pkl", "agent.json", "config.yaml", "scenario.yaml")
+
+
+def train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "run"
+    train(*BASE, "--timesteps", "96", "--out", str(out))  # with the progress bar, as users run it
+    return out
+
+
+def test_train_writes_every_promised_file(run_dir):
+    for name in (*AGENT_FILES, "versions.yaml", "TRAIN_COMMAND.txt", "episodes.csv", "eval.csv", "summary.yaml"):
+        assert (run_dir / name).is_file(), name
+    for name in AGENT_FILES:
+        assert (run_dir / "best" / name).is_file(), name
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_0000000048", "step_0000000096"]
+    events = list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+    config = PPOConfig.from_file(run_dir / "config.yaml")
+    assert (config.scenario, config.n_envs, config.n_steps, config.net_arch, config.total_timesteps) == (
+        "tiny", 2, 24, [16], 96,
+    )  # fmt: skip
+    versions = yaml.safe_load((run_dir / "versions.yaml").read_text())
+    assert versions["torch"].startswith("2.13.0") and versions["stable_baselines3"] and versions["sb3_contrib"]
+    assert (run_dir / "TRAIN_COMMAND.txt").read_text().startswith("python train.py --env CrossBorderDispatch-v0")
+    meta = json.loads((run_dir / "agent.json").read_text())
+    assert meta["num_timesteps"] == 96 and meta["scenario_name"] == "tiny"
+
+
+def test_training_curve_rows_really_appear(run_dir):
+    # every finished episode is logged (the cleanrl final_info trap would log none): 96 steps / 3 days
+    rows = read_csv(run_dir / "episodes.csv")
+    assert len(rows) == 96 // 3
+    assert sorted({r["env_rank"] for r in rows}) == ["0", "1"]
+    assert {r["length"] for r in rows} == {"3"}
+    for row in rows:
+        terms = [float(row[k]) for k in ("eq2_allocation_revenue", "eq1_route_cost", "eq4_delay_penalty",
+                                          "eq5_imbalance", "lost_sales")]  # fmt: skip
+        assert float(row["return"]) == pytest.approx(terms[0] - sum(terms[1:]), abs=1e-4)
+    timesteps = [int(r["timesteps"]) for r in rows]
+    assert timesteps == sorted(timesteps) and timesteps[-1] == 96
+
+    evals = read_csv(run_dir / "eval.csv")
+    assert [int(r["timesteps"]) for r in evals] == [48, 96]
+    assert all(np.isfinite(float(r["mean_return"])) for r in evals)
+    summary = yaml.safe_load((run_dir / "summary.yaml").read_text())
+    assert summary["episodes_logged"] == 32 and 0 < summary["env_share_of_wall_time"] < 1
+
+
+def test_trained_agent_loads_and_plays(run_dir):
+    agent = load_agent(run_dir, env=gym.make("CrossBorderDispatch-v0", scenario="tiny"))
+    result = run_episode(gym.make("CrossBorderDispatch-v0", scenario="tiny"), agent, 1000)
+    assert result.steps == 3 and np.isfinite(result.episode_return)
+
+
+def test_resume_continues_from_the_checkpoint(run_dir, tmp_path):
+    import shutil
+
+    out = tmp_path / "resumed"
+    shutil.copytree(run_dir, out)
+    proc = train("--out", str(out), "--resume", "--timesteps", "192", "--no-progress-bar")
+    assert "resuming" in proc.stdout and "at 96 timesteps" in proc.stdout
+    assert json.loads((out / "agent.json").read_text())["num_timesteps"] == 192
+    assert sorted(p.name for p in (out / "checkpoints").iterdir())[-2:] == ["step_0000000144", "step_0000000192"]
+    rows = read_csv(out / "episodes.csv")
+    timesteps = [int(r["timesteps"]) for r in rows]
+    assert len(rows) == 192 // 3 and timesteps == sorted(timesteps) and timesteps[-1] == 192
+    assert min(t for t in timesteps[32:]) > 96  # the new rows carry on from the checkpoint's timesteps
+    assert [int(r["timesteps"]) for r in read_csv(out / "eval.csv")] == [48, 96, 144, 192]
+    assert len((out / "TRAIN_COMMAND.txt").read_text().splitlines()) == 2
+    # the restored normalization statistics kept counting
+    import pickle
+
+    with open(run_dir / "vecnormalize.pkl", "rb") as fh:
+        before = pickle.load(fh).obs_rms.count
+    with open(out / "vecnormalize.pkl", "rb") as fh:
+        after = pickle.load(fh).obs_rms.count
+    assert after > before
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str]:
+    """train.main in this process (no interpreter start-up) for the paths that fail before training."""
+    sys.path.insert(0, str(REPO))  # train.py is a script at the repository root, not a package module
+    from train import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_resume_refuses_to_change_the_config(run_dir, capsys):
+    code, err = run_main(["--out", str(run_dir), "--resume", "--n-steps", "30"], capsys)
+    assert code == 2 and "only ['total_timesteps'" in err and "n_steps" in err
+
+
+def test_existing_run_is_not_overwritten_without_resume(run_dir, capsys):
+    code, err = run_main([*BASE, "--timesteps", "96", "--out", str(run_dir)], capsys)
+    assert code == 2 and "--resume" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--batch-size", "7"], "batch_size=7 must divide the rollout size n_steps*n_envs=24*2=48"),
+        (["--n-steps", "2", "--batch-size", "4"], "n_steps=2 is shorter than one episode"),
+        (["--algo", "a2c"], "algo='a2c' is not allowed; allowed: ['maskable-ppo', 'ppo']"),
+    ],
+)
+def test_invalid_flags_fail_up_front(tmp_path, capsys, extra, message):
+    code, err = run_main([*BASE, "--timesteps", "96", "--out", str(tmp_path / "bad"), *extra], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "bad").exists()  # failed before writing anything
+
+
+def test_invalid_flags_fail_up_front_from_the_command_line(tmp_path):
+    proc = train(*BASE, "--timesteps", "96", "--out", str(tmp_path / "bad"), "--batch-size", "7", check=False)
+    assert proc.returncode == 2 and "batch_size=7 must divide the rollout size" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_config_file_then_flags_override(tmp_path):
+    sys.path.insert(0, str(REPO))
+    from train import resolve
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump({"scenario": "tiny", "n_steps": 30, "n_envs": 2, "batch_size": 20, "ent_coef": 0.01})
+    )
+    _, config, out = resolve(
+        ["--config", str(path), "--n-steps", "60", "--timesteps", "120", "--out", str(tmp_path / "r")]
+    )
+    assert (config.n_steps, config.ent_coef, config.batch_size, config.total_timesteps) == (60, 0.01, 20, 120)
+    assert out == tmp_path / "r"
+    _, config, out = resolve(["--config", str(path), "--timesteps", "60"])
+    assert out.parent == Path("runs") and out.name.startswith("CrossBorderDispatch-v0__tiny__maskable-ppo__s0__")
+    path.write_text("n_env: 2\n")
+    with pytest.raises(ConfigError, match="unknown config field"):
+        resolve(["--config", str(path)])
+
+
+def test_validation_ratio_to_hindsight_optimum(tmp_path):
+    baselines = pytest.importorskip("baselines")
+    if not hasattr(baselines, "cached_hindsight"):
+        pytest.skip("baselines.cached_hindsight has not landed yet")
+    out = tmp_path / "run"
+    proc = train(*BASE, "--timesteps", "48", "--out", str(out), "--no-progress-bar")
+    assert "hindsight optimum of validation seeds" in proc.stdout
+    rows = read_csv(out / "eval.csv")
+    assert rows and all(r["mean_ratio"] != "" for r in rows)
+    for row in rows:
+        # the ratio is the mean per-seed 1 - gap: at most 1 (the optimum bounds every policy)
+        assert float(row["mean_ratio"]) <= 1.0 + 1e-9
+        assert float(row["hindsight_mean_return"]) >= float(row["mean_return"]) - 1e-6

@@ -1,0 +1,242 @@
+"""Train a PPO / masked PPO dispatch agent.
+
+    python train.py --env CrossBorderDispatch-v0 --scenario table1 --algo maskable-ppo \\
+        --timesteps 200000 --seed 0 --n-envs 8 --out runs/table1-mppo
+    python train.py --config my.yaml --out runs/x          # YAML of PPOConfig fields; flags override it
+    python train.py --out runs/table1-mppo --resume --timesteps 400000   # continue up to 400k in total
+
+Every PPOConfig field (agents/config.py) is a flag (``--n-steps``, ``--ent-coef``, ``--net-arch 256 256``,
+``--no-norm-reward``, ...); ``python train.py --help`` lists them with their help text.
+
+The run directory holds:
+
+| path | what |
+|---|---|
+| ``model.zip``, ``vecnormalize.pkl``, ``agent.json``, ``scenario.yaml`` | the final agent (``load_agent(dir)``) |
+| ``config.yaml`` | the resolved config |
+| ``versions.yaml`` | Python, package versions and git commit |
+| ``TRAIN_COMMAND.txt`` | the command line(s) that produced the run |
+| ``episodes.csv`` | training curve: one row per finished training episode |
+| ``eval.csv`` | validation curve: mean return on seeds 900-909 and its ratio to the hindsight optimum |
+| ``tb/`` | TensorBoard logs (``tensorboard --logdir runs``) |
+| ``checkpoints/step_<timesteps>/`` | periodic checkpoints (loadable agents; ``--resume`` restarts from the latest) |
+| ``best/`` | the agent with the best validation mean return |
+| ``summary.yaml`` | wall time, timesteps per second, the env's share of the time, last validation |
+
+Seeds: training episodes draw their realization seeds in [10**6, 2*10**6) from streams seeded by
+``--seed`` + env rank; validation uses seeds 900-909; evaluation uses 1000 and up. They never meet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import shlex
+import subprocess
+import sys
+import time
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import torch
+import yaml
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import set_random_seed
+
+from agents.callbacks import (
+    CheckpointCallback,
+    EpisodeLogCallback,
+    ValidationCallback,
+    latest_checkpoint,
+    validation_optima,
+)
+from agents.config import ConfigError, PPOConfig
+from agents.factory import build_model, load_model, make_normalized_vec_env
+from agents.policy import CONFIG_FILE, STATS_FILE, save_agent
+from envs.scenario import load_scenario
+
+PACKAGES = ("numpy", "torch", "gymnasium", "stable_baselines3", "sb3_contrib", "highspy", "pandas", "pydantic")
+RESUMABLE_FIELDS = ("total_timesteps", "eval_freq", "checkpoint_freq")  # what --resume may change
+
+
+@dataclass
+class Args:
+    """Run-level options (the learning problem and PPO itself are PPOConfig fields)."""
+
+    config: str | None = field(default=None, metadata={"help": "YAML file of PPOConfig fields; flags override it"})
+    out: str | None = field(
+        default=None, metadata={"help": "run directory (default: runs/<env>__<scenario>__<algo>__s<seed>__<UTC time>)"}
+    )
+    resume: bool = field(
+        default=False, metadata={"help": "continue the run in --out from its latest checkpoint up to --timesteps"}
+    )
+    progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags from the fields of Args and PPOConfig; defaults are SUPPRESSed so we know what was given."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    for cls in (Args, PPOConfig):
+        hints = typing.get_type_hints(cls)
+        group = parser.add_argument_group(cls.__name__)
+        for f in dataclasses.fields(cls):
+            flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+            kind = hints[f.name]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            kw = {"dest": f.name, "default": argparse.SUPPRESS, "help": f"{f.metadata['help']} (default: {default})"}
+            if kind is bool:
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            elif kind == list[int]:
+                group.add_argument(flag, type=int, nargs="+", **kw)
+            elif kind == float | None:
+                group.add_argument(flag, type=lambda s: None if s.lower() == "none" else float(s), **kw)
+            else:
+                group.add_argument(
+                    flag, type=next(t for t in typing.get_args(kind) or (kind,) if t is not type(None)), **kw
+                )
+    return parser
+
+
+def resolve(argv: list[str]) -> tuple[Args, PPOConfig, Path]:
+    """Args, the validated config (defaults < --config file < flags; the run's own config on --resume), run dir."""
+    given = vars(build_parser().parse_args(argv))
+    arg_names = {f.name for f in dataclasses.fields(Args)}
+    args = Args(**{k: v for k, v in given.items() if k in arg_names})
+    overrides = {k: v for k, v in given.items() if k not in arg_names}
+    if args.resume:
+        if args.out is None:
+            raise ConfigError("--resume needs --out, the run directory to continue")
+        out = Path(args.out)
+        if not (out / CONFIG_FILE).is_file():
+            raise ConfigError(f"--resume: {out / CONFIG_FILE} does not exist; is {str(out)!r} a run directory?")
+        fixed = sorted(set(overrides) - set(RESUMABLE_FIELDS))
+        if fixed or args.config:
+            raise ConfigError(
+                f"--resume continues the run with its own {CONFIG_FILE}; only {list(RESUMABLE_FIELDS)} may be "
+                f"given, not {fixed or ['--config']}; start a new run (another --out) to change them"
+            )
+        data = PPOConfig.from_file(out / CONFIG_FILE).to_dict()
+    else:
+        data = PPOConfig.from_file(args.config).to_dict() if args.config else {}
+    data.update(overrides)
+    config = PPOConfig.from_dict(data).validate()
+    if args.out is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        scenario = load_scenario(config.scenario).name
+        args.out = f"runs/{config.env_id}__{scenario}__{config.algo}__s{config.seed}__{stamp}"
+    out = Path(args.out)
+    if not args.resume and latest_checkpoint(out) is not None:
+        raise ConfigError(f"{str(out)!r} already holds a run; add --resume to continue it, or choose another --out")
+    return args, config, out
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+        versions["git_commit"] = commit.stdout.strip() or None
+    except OSError:
+        versions["git_commit"] = None
+    return versions
+
+
+def write_yaml(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args, config, out = resolve(argv)
+    except ConfigError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+
+    # --- seeding: torch, numpy's legacy global RNG (used inside SB3) and Python's random
+    torch.set_num_threads(config.torch_threads)
+    set_random_seed(config.seed)
+
+    # --- record what this run is, before any long work
+    config.to_file(out / CONFIG_FILE)
+    write_yaml(out / "versions.yaml", package_versions())
+    with open(out / "TRAIN_COMMAND.txt", "a") as fh:
+        fh.write(shlex.join(["python", "train.py", *argv]) + "\n")
+
+    # --- hindsight optimum of the validation seeds (solved once; cached on disk)
+    optima, note = validation_optima(config)
+    print(f"[train] {note}")
+
+    # --- env and model (fresh, or the latest checkpoint with its normalization statistics)
+    checkpoint = latest_checkpoint(out) if args.resume else None
+    if args.resume and checkpoint is None:
+        print(f"train.py: error: --resume: no checkpoint under {out / 'checkpoints'}", file=sys.stderr)
+        return 2
+    if checkpoint is not None:
+        venv = make_normalized_vec_env(config, stats_path=checkpoint / STATS_FILE)
+        model = load_model(config, checkpoint / "model.zip", venv)
+        venv.seed(config.seed + model.num_timesteps)  # fresh training episodes, not a replay of the first ones
+        print(f"[train] resuming {checkpoint} at {model.num_timesteps} timesteps")
+    else:
+        venv = make_normalized_vec_env(config)
+        model = build_model(config, venv)
+    model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
+    start_steps = model.num_timesteps
+    remaining = config.total_timesteps - start_steps
+    if remaining <= 0:
+        print(f"[train] already at {start_steps} >= total_timesteps={config.total_timesteps}; nothing to do")
+        return 0
+
+    # --- learn
+    callbacks = [
+        EpisodeLogCallback(out / "episodes.csv"),
+        ValidationCallback(config, out, optima),
+        CheckpointCallback(config, out),
+    ]
+    started = time.perf_counter()
+    model.learn(
+        total_timesteps=remaining,
+        callback=callbacks,
+        progress_bar=args.progress_bar,
+        reset_num_timesteps=checkpoint is None,
+    )
+    wall = time.perf_counter() - started
+
+    # --- the final agent and a summary
+    save_agent(out, model, venv, config)
+    env_seconds = float(sum(venv.get_attr("env_seconds")))
+    trained = model.num_timesteps - start_steps
+    last = callbacks[1].history[-1] if callbacks[1].history else {}
+    summary = {
+        "timesteps": int(model.num_timesteps),
+        "timesteps_this_session": int(trained),
+        "wall_seconds_this_session": round(wall, 2),
+        "timesteps_per_second": round(trained / wall, 1),
+        "env_seconds_this_session": round(env_seconds, 2),
+        "env_share_of_wall_time": round(env_seconds / wall, 4),
+        "episodes_logged": callbacks[0].episodes,
+        "last_validation": last,
+        "hindsight_note": note,
+    }
+    write_yaml(out / "summary.yaml", summary)
+    venv.close()
+    rate, share = trained / wall, env_seconds / wall
+    print(f"[train] {trained} timesteps in {wall:.1f}s ({rate:.0f}/s, env {share:.0%} of it); agent in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
