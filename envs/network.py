@@ -72,6 +72,19 @@ class Network:
     transfer_slot_lane: np.ndarray  # [L*K] transfer lane of each transfer slot
     transfer_slot_sku: np.ndarray  # [L*K] SKU of each transfer slot
     transfer_level_valid: np.ndarray  # [L*K, max levels] bool, the column is one of the slot's levels
+    # --- random models as arrays, read by the sampler (envs.realization.sample_realization)
+    mean_demand: np.ndarray  # [T, R, K] float units/day (envs.realization.expected_demand)
+    dl_transit_range: np.ndarray  # [D, 2] int days, [min, max] transit without abnormal delay
+    dl_abnormal_prob: np.ndarray  # [D] probability of an abnormal delay on a day
+    dl_abnormal_range: np.ndarray  # [D, 2] int extra days of an abnormal delay, [min, max]
+    dl_closure_prob: np.ndarray  # [D] probability the lane is closed on a day
+    tl_lead_range: np.ndarray  # [L, 2] int days, [min, max] transfer lead time
+    tl_closure_prob: np.ndarray  # [L]
+    supply_day: np.ndarray  # [S] int, day of each scheduled supplier arrival (shipments in scenario order)
+    supply_warehouse: np.ndarray  # [S] int
+    supply_sku: np.ndarray  # [S] int
+    supply_quantity: np.ndarray  # [S] int, scheduled units
+    supply_cv: np.ndarray  # [S] float, coefficient of variation of the realized units
 
     @property
     def n_lots(self) -> int:
@@ -79,6 +92,8 @@ class Network:
 
     @staticmethod
     def build(s: Scenario) -> Network:
+        from envs.realization import expected_demand  # realization imports this module
+
         sku = {k.name: i for i, k in enumerate(s.skus)}
         wh = {w.name: i for i, w in enumerate(s.warehouses)}
         reg = {r.name: i for i, r in enumerate(s.regions)}
@@ -119,6 +134,8 @@ class Network:
         dl_warehouse = np.array([wh[ln.warehouse] for ln in dls], dtype=np.int64)
         lot_lane_c = np.where(lot_lane_table >= 0, lot_lane_table, 0)
         transfer_nvec = np.repeat([len(lv) for lv in levels], K).astype(np.int64)
+        sups = s.supplier_shipments
+        n_arrivals = [len(range(sh.first_day, s.horizon_days, sh.period_days)) for sh in sups]
         return Network(
             W=W,
             R=R,
@@ -180,7 +197,26 @@ class Network:
             transfer_slot_lane=np.repeat(np.arange(L), K),
             transfer_slot_sku=np.tile(np.arange(K), L),
             transfer_level_valid=np.arange(max_levels)[None, :] < transfer_nvec[:, None],
+            mean_demand=_read_only(expected_demand(s)),
+            dl_transit_range=np.array([ln.transit_days for ln in dls], dtype=np.int64).reshape(D, 2),
+            dl_abnormal_prob=np.array([ln.abnormal_delay_prob for ln in dls], dtype=np.float64),
+            dl_abnormal_range=np.array([ln.abnormal_delay_days for ln in dls], dtype=np.int64).reshape(D, 2),
+            dl_closure_prob=np.array([ln.closure_prob for ln in dls], dtype=np.float64),
+            tl_lead_range=np.array([t.lead_time_days for t in s.transfer_lanes], dtype=np.int64).reshape(L, 2),
+            tl_closure_prob=np.array([t.closure_prob for t in s.transfer_lanes], dtype=np.float64),
+            supply_day=np.array(
+                [d for sh in sups for d in range(sh.first_day, s.horizon_days, sh.period_days)], dtype=np.int64
+            ),
+            supply_warehouse=np.repeat([wh[sh.warehouse] for sh in sups], n_arrivals).astype(np.int64),
+            supply_sku=np.repeat([sku[sh.sku] for sh in sups], n_arrivals).astype(np.int64),
+            supply_quantity=np.repeat([sh.quantity for sh in sups], n_arrivals).astype(np.int64),
+            supply_cv=np.repeat([sh.quantity_cv for sh in sups], n_arrivals).astype(np.float64),
         )
+
+
+def _read_only(x: np.ndarray) -> np.ndarray:
+    x.flags.writeable = False
+    return x
 
 
 def expected_transit_days(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs.network import midpoint, split_lots
+from envs.network import split_lots
 
 if TYPE_CHECKING:
     from envs.scenario import Scenario
@@ -125,47 +125,37 @@ def sample_realization(scenario: Scenario, seed: int) -> Realization:
     """Draw a realization; the draw order is fixed so a seed always gives the same trace."""
     net = scenario.network
     T, D, L = net.T, net.D, net.L
-    mean_demand = expected_demand(scenario)
-    dls, tls = scenario.delivery_lanes, scenario.transfer_lanes
+    mean_demand = net.mean_demand
     if scenario.deterministic:
-        transit = np.tile([midpoint(ln.transit_days) for ln in dls], (T, 1))
-        lead = np.tile([midpoint(t.lead_time_days) for t in tls], (T, 1)).reshape(T, L)
+        mid = (net.dl_transit_range.sum(axis=1) + 1) // 2  # envs.network.midpoint, per lane
+        lead = (net.tl_lead_range.sum(axis=1) + 1) // 2
         return Realization(
             seed=int(seed),
             demand=np.floor(mean_demand + 0.5).astype(np.int64),
-            transit_days=transit.astype(np.int64),
+            transit_days=np.tile(mid, (T, 1)).astype(np.int64),
             abnormal_delay=np.zeros((T, D), dtype=np.int64),
             delivery_open=np.ones((T, D), dtype=bool),
-            transfer_lead=lead.astype(np.int64),
+            transfer_lead=np.tile(lead, (T, 1)).astype(np.int64).reshape(T, L),
             transfer_open=np.ones((T, L), dtype=bool),
             supply=expected_supply(scenario),
         )
+    # Draw order (fixed): demand, transit, abnormal flags, abnormal days, closures, leads, transfer
+    # closures, supplier noise (one normal per scheduled arrival, shipments in scenario order).
     rng = np.random.default_rng(seed)
     demand = np.minimum(rng.poisson(mean_demand), demand_cap(mean_demand)).astype(np.int64)
+    base = rng.integers(net.dl_transit_range[:, 0], net.dl_transit_range[:, 1] + 1, size=(T, D))
+    is_abnormal = rng.random((T, D)) < net.dl_abnormal_prob
+    extra = rng.integers(net.dl_abnormal_range[:, 0], net.dl_abnormal_range[:, 1] + 1, size=(T, D))
+    delay = np.where(is_abnormal, extra, 0)
+    open_d = rng.random((T, D)) >= net.dl_closure_prob
+    lead = rng.integers(net.tl_lead_range[:, 0], net.tl_lead_range[:, 1] + 1, size=(T, L))
+    open_t = rng.random((T, L)) >= net.tl_closure_prob
 
-    lo = np.array([ln.transit_days[0] for ln in dls])
-    hi = np.array([ln.transit_days[1] for ln in dls])
-    base = rng.integers(lo, hi + 1, size=(T, D))
-    p_ab = np.array([ln.abnormal_delay_prob for ln in dls])
-    dlo = np.array([ln.abnormal_delay_days[0] for ln in dls])
-    dhi = np.array([ln.abnormal_delay_days[1] for ln in dls])
-    is_abnormal = rng.random((T, D)) < p_ab
-    delay = np.where(is_abnormal, rng.integers(dlo, dhi + 1, size=(T, D)), 0)
-    open_d = rng.random((T, D)) >= np.array([ln.closure_prob for ln in dls])
-
-    llo = np.array([t.lead_time_days[0] for t in tls], dtype=np.int64)
-    lhi = np.array([t.lead_time_days[1] for t in tls], dtype=np.int64)
-    lead = rng.integers(llo, lhi + 1, size=(T, L))
-    open_t = rng.random((T, L)) >= np.array([t.closure_prob for t in tls])
-
+    noise = rng.standard_normal(len(net.supply_day))
+    q = net.supply_quantity
+    qty = np.clip(np.floor(q * (1 + net.supply_cv * noise) + 0.5), 0, 2 * q).astype(np.int64)
     supply = np.zeros((T, net.W, net.K), dtype=np.int64)
-    wh = {w.name: i for i, w in enumerate(scenario.warehouses)}
-    sku = {k.name: i for i, k in enumerate(scenario.skus)}
-    for sh in scenario.supplier_shipments:
-        days = np.arange(sh.first_day, T, sh.period_days)
-        noise = rng.standard_normal(len(days))
-        qty = np.clip(np.floor(sh.quantity * (1 + sh.quantity_cv * noise) + 0.5), 0, 2 * sh.quantity).astype(np.int64)
-        supply[days, wh[sh.warehouse], sku[sh.sku]] += qty
+    np.add.at(supply, (net.supply_day, net.supply_warehouse, net.supply_sku), qty)
     return Realization(
         seed=int(seed),
         demand=demand,

@@ -298,3 +298,18 @@ def test_realization_option_plays_the_given_trace():
     bad.transit_days = bad.transit_days[:, :3]
     with pytest.raises(ValueError, match=r"realization\.transit_days must be a integer array of shape \(30, 12\)"):
         env.reset(options={"realization": bad})
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_scenario_without_transfer_lanes_or_suppliers_runs(deterministic, masked_action):
+    from envs.scenario import Scenario
+
+    data = load_scenario("tiny").to_dict() | {"transfer_lanes": [], "supplier_shipments": []}
+    data["deterministic"] = deterministic
+    scenario = Scenario.from_dict(data)
+    for env_id in ("CrossBorderDispatch-v0", "CrossBorderRouting-v0"):
+        env = gym.make(env_id, scenario=scenario)
+        assert env.action_space.shape == (scenario.network.n_lots,)
+        steps = _rollout(env, 0, 0, masked_action)
+        assert steps[-1][2] and steps[-1][4]["episode_kpis"]["units_transferred"] == 0
+        assert env.unwrapped.realization.supply.sum() == 0
