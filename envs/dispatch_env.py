@@ -234,10 +234,9 @@ class CrossBorderDispatchEnv(gym.Env):
         self.episode_seed: int | None = None
         self.state: State | None = None
         self._lots: np.ndarray | None = None  # [T, R*K*J] lot sizes of the episode
-        self._mask_day = -1  # day of the cached masks below (-1 = none)
-        self._lot_mask: np.ndarray | None = None  # [R*K*J, 1 + max lanes] bool
-        self._transfer_mask: np.ndarray | None = None  # [L*K, max levels] bool
-        self._flat_mask: np.ndarray | None = None  # [sum(nvec)] bool
+        # the day's masks, each computed at most once per day (the state changes only in reset and step):
+        # name -> (day, mask); "lots" [R*K*J, 1 + max lanes], "transfers" [L*K, max levels], "flat" [sum(nvec)]
+        self._masks: dict[str, tuple[int, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -255,7 +254,7 @@ class CrossBorderDispatchEnv(gym.Env):
         self.realization = real
         self._lots = real.lots(self.net.J).reshape(self.net.T, -1)
         self.state = initial_state(self.net, real)
-        self._mask_day = -1
+        self._masks = {}
         return self._observation(), {"action_mask": self.action_masks(), "day": 0}
 
     def step(self, action):
@@ -294,15 +293,13 @@ class CrossBorderDispatchEnv(gym.Env):
 
     def action_masks(self) -> np.ndarray:
         """Flat bool mask of length ``sum(nvec)``: True where a choice is feasible alone today."""
-        self._update_masks()
-        return self._flat_mask.copy()
+        return self._mask("flat").copy()
 
     def view(self) -> DayView:
         """What a dispatcher knows now (today's state, orders, lane status, pipeline); no future realization."""
         net, st, t = self.net, self.state, self.state.day
         if t >= net.T:
             raise RuntimeError("the episode has ended; call reset()")
-        self._update_masks()
         return DayView(
             day=t,
             on_hand=st.on_hand.copy(),
@@ -310,41 +307,48 @@ class CrossBorderDispatchEnv(gym.Env):
             lots=self._lots[t].copy(),
             delivery_open=self.realization.delivery_open[t].copy(),
             transfer_open=self.realization.transfer_open[t].copy(),
-            lot_mask=self._lot_mask.copy(),
-            transfer_mask=self._transfer_mask.copy(),
+            lot_mask=self._mask("lots").copy(),
+            transfer_mask=self._mask("transfers").copy(),
             routes=self.routes,
             transfers=self.transfers,
         )
 
     # ------------------------------------------------------------ internals
-    def _update_masks(self) -> None:
-        """Compute the day's masks once (the state changes only in reset and step)."""
-        net, st, real = self.net, self.state, self.realization
+    def _mask(self, name: str) -> np.ndarray:
+        """The current day's ``"lots"``, ``"transfers"`` or ``"flat"`` mask, cached for the day (do not mutate)."""
+        st = self.state
         if st is None:
             raise RuntimeError("call reset() before asking for masks")
-        if self._mask_day == st.day:
-            return
+        day, mask = self._masks.get(name, (-1, None))
+        if day != st.day:
+            mask = self._compute_mask(name)
+            self._masks[name] = (st.day, mask)
+        return mask
+
+    def _compute_mask(self, name: str) -> np.ndarray:
+        net, st, real = self.net, self.state, self.realization
+        if name == "flat":
+            parts = []
+            if self.routes:
+                parts.append(self._mask("lots")[self._lot_cols])
+            if self.transfers:
+                parts.append(self._mask("transfers")[self._tr_cols])
+            return np.concatenate(parts)
+        cols = self._lot_cols if name == "lots" else self._tr_cols
         if st.day >= net.T:  # episode over: only the null choices
-            lot_m = np.zeros(self._lot_cols.shape, dtype=bool)
-            tr_m = np.zeros(self._tr_cols.shape, dtype=bool)
-            lot_m[:, 0] = tr_m[:, 0] = True
-        else:
-            lots = self._lots[st.day]
-            lot_m = lot_masks(net, real, st, lots)
-            on_hand = None
-            if not self.routes:
-                # the fixed routing rule ships before transfers, so judge transfers on the stock it leaves
-                sent, lane = ship_lots(net, real, st.day, st.on_hand, lots, self._home_choice)
-                out = np.bincount(net.dl_warehouse[lane] * net.K + net.lot_sku, weights=sent, minlength=net.W * net.K)
-                on_hand = st.on_hand - out.astype(np.int64).reshape(net.W, net.K)
-            tr_m = transfer_masks(net, real, st, on_hand)
-        parts = []
-        if self.routes:
-            parts.append(lot_m[self._lot_cols])
-        if self.transfers:
-            parts.append(tr_m[self._tr_cols])
-        self._lot_mask, self._transfer_mask, self._flat_mask = lot_m, tr_m, np.concatenate(parts)
-        self._mask_day = st.day
+            mask = np.zeros(cols.shape, dtype=bool)
+            mask[:, 0] = True
+            return mask
+        lots = self._lots[st.day]
+        if name == "lots":
+            return lot_masks(net, real, st, lots)
+        on_hand = None
+        if not self.routes:
+            # the fixed routing rule ships before transfers, so judge transfers on the stock it leaves
+            sent, lane = ship_lots(net, real, st.day, st.on_hand, lots, self._home_choice)
+            out = np.bincount(net.dl_warehouse[lane] * net.K + net.lot_sku, weights=sent, minlength=net.W * net.K)
+            on_hand = st.on_hand - out.astype(np.int64).reshape(net.W, net.K)
+        return transfer_masks(net, real, st, on_hand)
 
     def _check_action(self, action) -> np.ndarray:
         a = np.asarray(action)
