@@ -88,7 +88,8 @@ def run(seconds: float, repeats: int) -> list[dict]:
                 "steps": sum(r[2] for r in runs),
             }
         )
-        print(f"{env_id:<24}{preset or '-':<8}{rows[-1]['env_sps']:>12,.0f} env steps/s{rows[-1]['loop_sps']:>12,.0f} loop")
+        row = rows[-1]
+        print(f"{env_id:<24}{preset or '-':<8}{row['env_sps']:>12,.0f} env steps/s{row['loop_sps']:>12,.0f} loop")
     cartpole = rows[0]["env_sps"]
     for row in rows:
         row["ratio"] = row["env_sps"] / cartpole
