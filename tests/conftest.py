@@ -5,11 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import envs
-
-ENV_IDS = list(envs.ENV_IDS)
-SMALL_PRESETS = ["tiny", "table1", "table1-det", "promo"]  # every preset but `large`
-
 
 @pytest.fixture
 def masked_action():

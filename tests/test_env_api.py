@@ -9,7 +9,6 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import ENV_IDS, SMALL_PRESETS
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -27,6 +26,9 @@ KPI_NAMES = (
     "transport_cost_per_unit",
     "units_transferred",
 )
+
+ENV_IDS = list(envs.ENV_IDS)
+SMALL_PRESETS = ["tiny", "table1", "table1-det", "promo"]  # every preset but `large`
 
 
 @pytest.mark.parametrize("preset", SMALL_PRESETS)

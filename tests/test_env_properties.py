@@ -15,13 +15,15 @@ import copy
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import ENV_IDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import envs
 from envs.dynamics import TERM_NAMES
 from envs.realization import demand_cap, expected_demand, expected_supply
 from envs.scenario import Scenario, load_scenario
+
+ENV_IDS = list(envs.ENV_IDS)
 
 
 def tiny_home_hub() -> Scenario:
