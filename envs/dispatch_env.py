@@ -141,6 +141,7 @@ class CrossBorderDispatchEnv(gym.Env):
     | ``scenario`` | preset name, YAML/JSON path or ``Scenario`` | ``"table1"`` | the network |
     | ``decisions`` | ``"both"``, ``"routing"``, ``"transfers"`` | set by the id | which choices the action holds |
     | ``forecast_days`` | int >= 0 | 3 | days of demand forecast in the observation |
+    | ``render_mode`` | ``None`` | ``None`` | no rendering (accepted for the Gymnasium API) |
 
     ```python
     import gymnasium as gym
@@ -165,11 +166,15 @@ class CrossBorderDispatchEnv(gym.Env):
         scenario: str | Path | Scenario = "table1",
         decisions: Decisions = "both",
         forecast_days: int = 3,
+        render_mode: str | None = None,
     ) -> None:
         if decisions not in DECISIONS:
             raise ValueError(f"decisions={decisions!r} is not allowed; allowed: {list(DECISIONS)}")
         if not isinstance(forecast_days, int) or forecast_days < 0:
             raise ValueError(f"forecast_days={forecast_days!r} must be an integer >= 0")
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r} is not supported; allowed: None (this env does not render)")
+        self.render_mode = render_mode
         self.scenario = load_scenario(scenario)
         self.decisions = decisions
         self.forecast_days = forecast_days

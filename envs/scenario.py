@@ -59,7 +59,10 @@ class Warehouse(_Model):
 
     name: str = Field(min_length=1)
     kind: Literal["hub", "overseas"]
-    capacity: NonNegInt = Field(description="max inventory position (on hand + inbound transfers), all SKUs, units")
+    capacity: NonNegInt = Field(
+        description="max inventory position (on hand + inbound transfers), all SKUs, units; enforced on "
+        "transfers into the warehouse (supplier arrivals at a hub are not capped)"
+    )
     initial_stock: dict[str, NonNegInt] = Field(default_factory=dict, description="units on hand at day 0, per SKU")
     target_stock: dict[str, NonNegInt] = Field(
         default_factory=dict,

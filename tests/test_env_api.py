@@ -36,7 +36,7 @@ SMALL_PRESETS = ["tiny", "table1", "table1-det", "promo"]  # every preset but `l
 def test_gymnasium_and_sb3_checkers_pass_without_warnings(env_id, preset):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any warning of either checker is a failure
-        gym_check_env(gym.make(env_id, scenario=preset).unwrapped, skip_render_check=True)
+        gym_check_env(gym.make(env_id, scenario=preset).unwrapped)
         sb3_check_env(gym.make(env_id, scenario=preset).unwrapped, warn=True)
 
 
@@ -67,6 +67,9 @@ def test_bad_arguments_are_clear_errors():
         CrossBorderDispatchEnv("tiny", decisions="all")
     with pytest.raises(ValueError, match="forecast_days=-1 must be an integer >= 0"):
         CrossBorderDispatchEnv("tiny", forecast_days=-1)
+    assert gym.make("CrossBorderDispatch-v0", scenario="tiny", render_mode=None).unwrapped.render_mode is None
+    with pytest.raises(ValueError, match=r"render_mode='human' is not supported; allowed: None"):
+        CrossBorderDispatchEnv("tiny", render_mode="human")
     data = load_scenario("tiny").to_dict()
     data["transfer_lanes"] = []
     from envs.scenario import Scenario
