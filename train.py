@@ -57,6 +57,7 @@ from agents.callbacks import (
 from agents.config import ConfigError, PPOConfig
 from agents.factory import build_model, load_model, make_normalized_vec_env
 from agents.policy import CONFIG_FILE, STATS_FILE, save_agent
+from agents.pretrain import pretrain
 from envs.scenario import load_scenario
 
 PACKAGES = ("numpy", "torch", "gymnasium", "stable_baselines3", "sb3_contrib", "highspy", "pandas", "pydantic")
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                 group.add_argument(flag, type=int, nargs="+", **kw)
             elif kind == float | None:
                 group.add_argument(flag, type=lambda s: None if s.lower() == "none" else float(s), **kw)
+            elif kind == str | None and f.name in {fld.name for fld in dataclasses.fields(PPOConfig)}:
+                group.add_argument(flag, type=lambda s: None if s.lower() == "none" else s, **kw)
             else:
                 group.add_argument(
                     flag, type=next(t for t in typing.get_args(kind) or (kind,) if t is not type(None)), **kw
@@ -193,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         venv = make_normalized_vec_env(config)
         model = build_model(config, venv)
+    pretrained = {}
+    if checkpoint is None and config.pretrain_teacher is not None:
+        pretrained = pretrain(model, venv, config)
+        print(f"[train] imitation warm start: {pretrained}")
     model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
     start_steps = model.num_timesteps
     remaining = config.total_timesteps - start_steps
@@ -228,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         "env_seconds_this_session": round(env_seconds, 2),
         "env_share_of_wall_time": round(env_seconds / wall, 4),
         "episodes_logged": callbacks[0].episodes,
+        "pretrain": pretrained or None,  # its seconds are not in wall_seconds_this_session
         "last_validation": last,
         "hindsight_note": note,
     }

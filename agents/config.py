@@ -78,6 +78,12 @@ class PPOConfig:
     norm_reward: bool = _f(True, "scale rewards by the running std of the discounted return (saved with the model)")
     clip_obs: float = _f(10.0, "clip normalized observations to [-clip_obs, clip_obs]")
     clip_reward: float = _f(10.0, "clip scaled rewards to [-clip_reward, clip_reward]")
+    # --- optional imitation warm start (agents/pretrain.py)
+    pretrain_teacher: str | None = _f(
+        None, "heuristic to behaviour-clone before PPO (e.g. base-stock; None: PPO from scratch)"
+    )
+    pretrain_episodes: int = _f(200, "teacher episodes (training seeds) for the warm start")
+    pretrain_epochs: int = _f(10, "supervised passes over the teacher's steps")
     # --- bookkeeping
     eval_freq: int = _f(20_000, "timesteps between validation runs on VALIDATION_SEEDS (0: only at the end)")
     checkpoint_freq: int = _f(50_000, "timesteps between checkpoints (0: only at the end)")
@@ -110,7 +116,7 @@ class PPOConfig:
                 _is_int(getattr(self, name)) and getattr(self, name) >= 1,
                 f"{name}={getattr(self, name)!r} must be an integer >= 1",
             )
-        for name in ("forecast_days", "eval_freq", "checkpoint_freq"):
+        for name in ("forecast_days", "eval_freq", "checkpoint_freq", "pretrain_episodes", "pretrain_epochs"):
             need(
                 _is_int(getattr(self, name)) and getattr(self, name) >= 0,
                 f"{name}={getattr(self, name)!r} must be an integer >= 0",
@@ -142,6 +148,17 @@ class PPOConfig:
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)} must be > 0")
         for name in ("ent_coef", "vf_coef"):
             need(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be >= 0")
+        if self.pretrain_teacher is not None:
+            from baselines.heuristics import HEURISTICS
+
+            need(
+                self.pretrain_teacher in HEURISTICS,
+                f"pretrain_teacher={self.pretrain_teacher!r} is not allowed; allowed: {list(HEURISTICS)} or None",
+            )
+            need(
+                self.pretrain_episodes >= 1 and self.pretrain_epochs >= 1,
+                "pretrain_episodes and pretrain_epochs must be >= 1 with a pretrain_teacher",
+            )
         need(self.target_kl is None or self.target_kl > 0, f"target_kl={self.target_kl} must be > 0 or None")
         need(
             isinstance(self.net_arch, list)

@@ -249,3 +249,32 @@ def test_seeded_training_twice_gives_identical_parameters():
     pa, pb, pc = (m.policy.state_dict() for m in (a, b, c))
     assert all(torch.equal(pa[k], pb[k]) for k in pa)
     assert not all(torch.equal(pa[k], pc[k]) for k in pa)
+
+
+# ------------------------------------------------------- imitation warm start
+def test_imitation_warm_start_copies_the_teacher_and_feeds_the_normalizer():
+    from agents.pretrain import collect_teacher, pretrain
+
+    config = tiny_config(pretrain_teacher="greedy", pretrain_episodes=100, pretrain_epochs=20, net_arch=[32])
+    venv = make_normalized_vec_env(config)
+    model = build_model(config, venv)
+    data = collect_teacher(config, 100)
+    assert data.obs.shape == (300, 20) and data.dones.sum() == 100
+
+    def agreement() -> float:
+        obs = torch.as_tensor(venv.normalize_obs(data.obs).astype(np.float32))
+        with torch.no_grad():
+            mode = model.policy.get_distribution(obs, action_masks=data.masks).mode()
+        return float((mode == torch.as_tensor(data.actions)).float().mean())
+
+    before = agreement()
+    figures = pretrain(model, venv, config)  # collects the same episodes again: same stream seed
+    assert figures["env_steps"] == 300 and figures["teacher_mean_return"] == round(data.mean_return, 2)
+    assert figures["slot_agreement"] == pytest.approx(agreement(), abs=1e-6)
+    assert figures["slot_agreement"] >= 0.85 and figures["slot_agreement"] > before + 0.1
+    assert venv.obs_rms.count == pytest.approx(300, abs=1e-3) and venv.ret_rms.count == pytest.approx(300, abs=1e-3)
+
+
+def test_unknown_teacher_is_refused():
+    with pytest.raises(ConfigError, match="pretrain_teacher='oracle' is not allowed; allowed: .*base-stock"):
+        tiny_config(pretrain_teacher="oracle")

@@ -1,0 +1,124 @@
+"""PPO quality and speed benchmark: a trained agent against the heuristics and the hindsight optimum.
+
+    PYTHONPATH=. .venv/bin/python bench/bench_ppo.py --scenario table1 --seeds 100
+    PYTHONPATH=. .venv/bin/python bench/bench_ppo.py --checkpoint runs/NAME --scenario table1 --seeds 100 --speed
+
+Quality: the agent (deterministic) and every heuristic play the held-out seeds 1000..1000+N-1 (disjoint
+from training seeds >= 10**6 and validation seeds 900-909). Reported per policy: mean return (USD),
+mean over seeds of the ratio ``1 - (G* - G)/|G*|`` to the hindsight MILP optimum ``G*`` of the seed
+(read from / written to ``.cache/hindsight``), and the fraction of seeds where the agent beats it.
+
+Speed (``--speed``): with the checkpoint's config, (a) env steps per second of the training VecEnv
+alone (masked-random actions, masks included), (b) training timesteps per second of the same VecEnv
+under PPO; the env's share of training time is (b)/(a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs  # noqa: F401
+from agents import EVAL_SEED_START, load_agent, shipped_agent_path
+from agents.callbacks import HINDSIGHT_CACHE, ratio_to_optimum
+from agents.config import PPOConfig
+from agents.factory import build_model, make_normalized_vec_env
+from baselines.heuristics import HEURISTICS
+from baselines.policy import run_episode
+
+
+def hindsight_optima(scenario, env_id: str, seeds: list[int]) -> dict[int, float] | None:
+    try:
+        from baselines import cached_hindsight
+    except ImportError as err:
+        print(f"[bench] no hindsight ratio: {err}")
+        return None
+    return {
+        s: float(cached_hindsight(scenario, s, env_id=env_id, cache_dir=str(HINDSIGHT_CACHE)).objective) for s in seeds
+    }
+
+
+def quality(agent, env_id: str, seeds: list[int]) -> dict:
+    env = gym.make(env_id, scenario=agent.scenario, forecast_days=agent.meta.forecast_days)
+    policies = {"ppo": agent, **{name: cls(agent.scenario) for name, cls in HEURISTICS.items()}}
+    returns = {name: np.array([run_episode(env, p, s).episode_return for s in seeds]) for name, p in policies.items()}
+    started = time.perf_counter()
+    optima = hindsight_optima(agent.scenario, env_id, seeds)
+    solve_s = time.perf_counter() - started
+    rows = {}
+    for name, g in returns.items():
+        rows[name] = {
+            "mean_return": float(g.mean()),
+            "std_return": float(g.std()),
+            "mean_ratio": float(np.mean([ratio_to_optimum(x, optima[s]) for x, s in zip(g, seeds, strict=True)]))
+            if optima
+            else None,
+            "ppo_wins": float(np.mean(returns["ppo"] > g)) if name != "ppo" else None,
+        }
+    if optima:
+        rows["hindsight"] = {"mean_return": float(np.mean(list(optima.values()))), "mean_ratio": 1.0}
+    return {"rows": rows, "hindsight_seconds": solve_s}
+
+
+def speed(config: PPOConfig, rollouts: int = 4) -> dict:
+    torch.set_num_threads(config.torch_threads)
+    steps = config.rollout_size * rollouts
+    venv = make_normalized_vec_env(config)
+    venv.reset()
+    rng = np.random.default_rng(0)
+    nvec = venv.action_space.nvec
+    started = time.perf_counter()
+    for _ in range(steps // config.n_envs):
+        masks = np.stack(venv.env_method("action_masks"))
+        actions = np.array(
+            [[rng.choice(np.flatnonzero(m)) for m in np.split(mask, np.cumsum(nvec)[:-1])] for mask in masks]
+        )
+        venv.step(actions)
+    env_rate = steps / (time.perf_counter() - started)
+    model = build_model(config, make_normalized_vec_env(config))
+    started = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    train_rate = steps / (time.perf_counter() - started)
+    return {"env_steps_per_s": env_rate, "train_steps_per_s": train_rate, "env_share": train_rate / env_rate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", default="table1", help="scenario of the shipped agent (default: table1)")
+    parser.add_argument("--env", default="CrossBorderDispatch-v0", help="env id (default: CrossBorderDispatch-v0)")
+    parser.add_argument("--checkpoint", default=None, help="agent directory (default: the shipped agent)")
+    parser.add_argument("--seeds", type=int, default=100, help="held-out seeds from 1000 (default: 100)")
+    parser.add_argument("--speed", action="store_true", help="also measure env-only vs training steps per second")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    path = Path(args.checkpoint) if args.checkpoint else shipped_agent_path(args.scenario, args.env)
+    agent = load_agent(path, env=gym.make(args.env, scenario=args.scenario), name="ppo")
+    seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + args.seeds))
+    started = time.perf_counter()
+    result = quality(agent, args.env, seeds)
+    print(f"# {path} on {args.scenario} / {args.env}, seeds {seeds[0]}..{seeds[-1]} ({agent.meta.num_timesteps} steps)")
+    print("| policy | mean return | std | mean ratio to hindsight | PPO beats it on |")
+    print("|---|---|---|---|---|")
+    for name, row in result["rows"].items():
+        ratio = f"{row['mean_ratio']:.4f}" if row.get("mean_ratio") is not None else "n/a"
+        wins = f"{row['ppo_wins']:.0%} of seeds" if row.get("ppo_wins") is not None else ""
+        print(f"| {name} | {row['mean_return']:.1f} | {row.get('std_return', 0):.1f} | {ratio} | {wins} |")
+    print(f"(quality run {time.perf_counter() - started:.0f}s, of which hindsight {result['hindsight_seconds']:.0f}s)")
+    if args.speed:
+        config = PPOConfig.from_file(path / "config.yaml")
+        s = speed(config)
+        print(
+            f"speed (n_envs={config.n_envs}): env alone {s['env_steps_per_s']:.0f} steps/s, training "
+            f"{s['train_steps_per_s']:.0f} steps/s, env share of training time {s['env_share']:.0%}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
