@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 PRESET_DIR = Path(__file__).parent / "scenarios"
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # same text as SafeDumper, ~3x faster
 
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
@@ -241,7 +242,11 @@ class Scenario(_Model):
         """Write as YAML (or JSON for a ``.json`` suffix); atomic, so a crash leaves no half file."""
         path = Path(path)
         data = self.to_dict()
-        text = json.dumps(data, indent=1) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+        text = (
+            json.dumps(data, indent=1)
+            if path.suffix == ".json"
+            else yaml.dump(data, Dumper=_YAML_DUMPER, sort_keys=False)
+        )
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
