@@ -59,8 +59,9 @@ class CrossBorderDispatchEnv(gym.Env):
     * transfer slots (absent for ``"routing"``), ordered (transfer lane, SKU), SKU fastest:
       the index of the quantity level (units) in the lane's ``quantity_levels``.
 
-    Masks: ``env.action_masks()`` (the sb3-contrib convention: a flat bool array of length
-    ``sum(nvec)``) and ``info["action_mask"]``. Each choice is judged *alone*: a masked-in
+    Masks: ``env.unwrapped.action_masks()`` (the sb3-contrib convention: a flat bool array of
+    length ``sum(nvec)``; through wrappers ``env.get_wrapper_attr("action_masks")()``, which is
+    what sb3-contrib calls) and ``info["action_mask"]``. Each choice is judged *alone*: a masked-in
     choice, taken with every other slot at 0, is executed (the lot ships, the transfer is
     sent). Lots are judged on the stock at the start of the day; transfers on the same
     stock with every lot rejected, or, in ``CrossBorderTransfer-v0``, on the stock the

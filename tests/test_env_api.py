@@ -318,3 +318,18 @@ def test_scenario_without_transfer_lanes_or_suppliers_runs(deterministic, masked
         steps = _rollout(env, 0, 0, masked_action)
         assert steps[-1][2] and steps[-1][4]["episode_kpis"]["units_transferred"] == 0
         assert env.unwrapped.realization.supply.sum() == 0
+
+
+def test_masks_reach_sb3_contrib_through_wrappers():
+    from sb3_contrib.common.maskable.utils import get_action_masks
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = gym.make("CrossBorderDispatch-v0", scenario="tiny")
+    _, info = env.reset(seed=0)
+    assert np.array_equal(env.get_wrapper_attr("action_masks")(), info["action_mask"])
+    vec = DummyVecEnv([lambda: gym.make("CrossBorderDispatch-v0", scenario="tiny")])
+    vec.seed(0)
+    vec.reset()
+    masks = get_action_masks(vec)
+    assert masks.shape == (1, env.action_space.nvec.sum()) and masks.dtype == bool
+    assert np.array_equal(masks[0], vec.envs[0].unwrapped.action_masks())
