@@ -333,3 +333,34 @@ def test_masks_reach_sb3_contrib_through_wrappers():
     masks = get_action_masks(vec)
     assert masks.shape == (1, env.action_space.nvec.sum()) and masks.dtype == bool
     assert np.array_equal(masks[0], vec.envs[0].unwrapped.action_masks())
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_observation_blocks_hold_what_the_table_says(env_id, masked_action):
+    from envs.realization import expected_demand
+
+    env = gym.make(env_id, scenario="promo")
+    base = env.unwrapped
+    net, F = base.net, base.forecast_days
+    obs, _ = env.reset(seed=4)
+    real = base.realization
+    assert np.array_equal(base.state.on_hand, net.initial_stock + real.supply[0])  # the starting state
+    lots = real.lots(net.J).reshape(net.T, -1)
+    mean = expected_demand(base.scenario).reshape(net.T, -1)
+    rng = np.random.default_rng(0)
+    for t in range(net.T):
+        block = {name: obs[sl] for name, sl in base.obs_slices.items()}
+        state = base.state
+        assert np.allclose(block["on_hand"] * base.stock_scale, state.on_hand.reshape(-1), rtol=1e-6)
+        pipeline = np.moveaxis(state.inbound[t + 1 : t + 1 + net.tl_max_lead], 0, -1).reshape(-1)
+        assert np.allclose(block["pipeline"] * base.stock_scale, pipeline, rtol=1e-6)
+        assert np.allclose(block["lots"] * base.demand_scale, lots[t], rtol=1e-6)
+        assert np.array_equal(block["delivery_open"], real.delivery_open[t].astype(np.float32))
+        assert np.array_equal(block["transfer_open"], real.transfer_open[t].astype(np.float32))
+        assert block["day"][0] == np.float32(t / net.T)
+        assert np.array_equal(block["weekday"], np.eye(7, dtype=np.float32)[t % 7])
+        expected = np.zeros((F, mean.shape[1]))
+        ahead = mean[t + 1 : t + 1 + F]
+        expected[: len(ahead)] = ahead
+        assert np.allclose(block["forecast"] * base.demand_scale, expected.reshape(-1), rtol=1e-6)
+        obs, *_ = env.step(masked_action(rng, env))
