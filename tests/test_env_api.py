@@ -115,6 +115,11 @@ def test_same_seed_same_actions_same_trajectory(env_id, preset, masked_action):
     c = _rollout(gym.make(env_id, scenario=preset), 12, 0, masked_action)
     assert not _same(a, c)
     assert not np.array_equal(np.stack([s[0] for s in a]), np.stack([s[0] for s in c]))
+    # the realization does not depend on the actions played: other actions, same trace
+    other = gym.make(env_id, scenario=preset)
+    _rollout(other, 11, 99, masked_action)
+    assert other.unwrapped.realization.equals(env.unwrapped.realization)
+    assert other.unwrapped.realization.equals(other.unwrapped.scenario.sample(11))
 
 
 def test_reset_without_seed_draws_from_the_env_generator():
