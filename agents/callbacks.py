@@ -121,9 +121,9 @@ def ratio_to_optimum(episode_return: float, optimum: float) -> float:
 
 
 class ValidationCallback(BaseCallback):
-    """Every ``config.eval_freq`` timesteps (and at the end) plays the validation seeds with the current
-    deterministic policy, logs ``eval/mean_return`` and ``eval/mean_ratio`` (TensorBoard) and a row of
-    ``eval.csv``, and saves ``best/`` when the mean return improves."""
+    """At the start of a fresh run, every ``config.eval_freq`` timesteps and at the end, plays the
+    validation seeds with the current deterministic policy, logs ``eval/mean_return`` and
+    ``eval/mean_ratio`` (TensorBoard) and a row of ``eval.csv``, and saves ``best/`` when the mean return improves."""
 
     def __init__(self, config: PPOConfig, out_dir: Path, optima: dict[int, float] | None, echo=print) -> None:
         super().__init__()
@@ -144,6 +144,8 @@ class ValidationCallback(BaseCallback):
     def _on_training_start(self) -> None:
         self.log = _CsvLog(self.out_dir / "eval.csv", EVAL_COLUMNS)
         self.last_eval = self.num_timesteps
+        if self.num_timesteps == 0:
+            self.evaluate()  # the starting point (random, or the imitation warm start)
 
     def _on_step(self) -> bool:
         freq = self.config.eval_freq

@@ -84,6 +84,7 @@ class PPOConfig:
     )
     pretrain_episodes: int = _f(200, "teacher episodes (training seeds) for the warm start")
     pretrain_epochs: int = _f(10, "supervised passes over the teacher's steps")
+    pretrain_learning_rate: float = _f(1e-3, "Adam step size of the warm start (its own optimizer)")
     # --- bookkeeping
     eval_freq: int = _f(20_000, "timesteps between validation runs on VALIDATION_SEEDS (0: only at the end)")
     checkpoint_freq: int = _f(50_000, "timesteps between checkpoints (0: only at the end)")
@@ -144,7 +145,14 @@ class PPOConfig:
         )
         need(0 < self.gamma <= 1, f"gamma={self.gamma} must be in (0, 1]")
         need(0 <= self.gae_lambda <= 1, f"gae_lambda={self.gae_lambda} must be in [0, 1]")
-        for name in ("learning_rate", "clip_range", "max_grad_norm", "clip_obs", "clip_reward"):
+        for name in (
+            "learning_rate",
+            "pretrain_learning_rate",
+            "clip_range",
+            "max_grad_norm",
+            "clip_obs",
+            "clip_reward",
+        ):
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)} must be > 0")
         for name in ("ent_coef", "vf_coef"):
             need(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be >= 0")

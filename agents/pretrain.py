@@ -106,6 +106,7 @@ def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
     target_t = torch.as_tensor(targets, dtype=torch.float32)
     rng = np.random.default_rng(config.seed)
     n, batch = len(obs), config.batch_size
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.pretrain_learning_rate)  # PPO's Adam starts fresh
     policy.set_training_mode(True)
     for _ in range(config.pretrain_epochs):
         order = rng.permutation(n)
@@ -116,10 +117,10 @@ def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
             else:
                 values, log_prob, _ = policy.evaluate_actions(obs_t[idx], act_t[idx])
             loss = -log_prob.mean() + config.vf_coef * F.mse_loss(values.flatten(), target_t[idx])
-            policy.optimizer.zero_grad()
+            optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
-            policy.optimizer.step()
+            optimizer.step()
     policy.set_training_mode(False)
     with torch.no_grad():
         dist = policy.get_distribution(obs_t, action_masks=data.masks) if masked else policy.get_distribution(obs_t)

@@ -270,7 +270,7 @@ def test_imitation_warm_start_copies_the_teacher_and_feeds_the_normalizer():
     before = agreement()
     figures = pretrain(model, venv, config)  # collects the same episodes again: same stream seed
     assert figures["env_steps"] == 300 and figures["teacher_mean_return"] == round(data.mean_return, 2)
-    assert figures["slot_agreement"] == pytest.approx(agreement(), abs=1e-6)
+    assert figures["slot_agreement"] == round(agreement(), 4)
     assert figures["slot_agreement"] >= 0.85 and figures["slot_agreement"] > before + 0.1
     assert venv.obs_rms.count == pytest.approx(300, abs=1e-3) and venv.ret_rms.count == pytest.approx(300, abs=1e-3)
 

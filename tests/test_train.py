@@ -80,7 +80,7 @@ def test_training_curve_rows_really_appear(run_dir):
     assert timesteps == sorted(timesteps) and timesteps[-1] == 96
 
     evals = read_csv(run_dir / "eval.csv")
-    assert [int(r["timesteps"]) for r in evals] == [48, 96]
+    assert [int(r["timesteps"]) for r in evals] == [0, 48, 96]
     assert all(np.isfinite(float(r["mean_return"])) for r in evals)
     summary = yaml.safe_load((run_dir / "summary.yaml").read_text())
     assert summary["episodes_logged"] == 32 and 0 < summary["env_share_of_wall_time"] < 1
@@ -105,7 +105,7 @@ def test_resume_continues_from_the_checkpoint(run_dir, tmp_path):
     timesteps = [int(r["timesteps"]) for r in rows]
     assert len(rows) == 192 // 3 and timesteps == sorted(timesteps) and timesteps[-1] == 192
     assert min(t for t in timesteps[32:]) > 96  # the new rows carry on from the checkpoint's timesteps
-    assert [int(r["timesteps"]) for r in read_csv(out / "eval.csv")] == [48, 96, 144, 192]
+    assert [int(r["timesteps"]) for r in read_csv(out / "eval.csv")] == [0, 48, 96, 144, 192]
     assert len((out / "TRAIN_COMMAND.txt").read_text().splitlines()) == 2
     # the restored normalization statistics kept counting
     import pickle
