@@ -1,0 +1,173 @@
+"""Hindsight MILP: the exact optimum of one realization (it reads the whole trace; no policy can).
+
+``solve_hindsight(scenario, seed)`` builds the model of :mod:`baselines.milp_model` on
+``scenario.sample(seed)`` and solves it; ``plan`` replayed through ``gym.make(env_id,
+scenario=...)`` with ``reset(seed=seed)`` returns ``objective`` (the contract tests prove it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+import envs
+from baselines.milp_model import DispatchModel, build_model, hindsight_input, solve_model
+from envs.realization import Realization
+from envs.scenario import Scenario, load_scenario
+
+
+@dataclass
+class HindsightResult:
+    status: str  # "optimal" (proven within mip_gap) or "time_limit" (best plan found, see gap)
+    objective: float  # USD, the env return of ``plan``
+    bound: float  # USD, best bound on the optimum (>= objective: we maximize)
+    gap: float  # (bound - objective) / |objective|
+    seconds: float  # build + solve, wall clock
+    rows: int
+    cols: int
+    integers: int
+    plan: list[np.ndarray]  # one env action per day (int64), laid out for ``env_id``
+    terms: dict[str, float]  # per reward term over the episode (positive magnitudes but Eq.2), envs.TERM_NAMES
+    seed: int | None = None
+    env_id: str = "CrossBorderDispatch-v0"
+    build_seconds: float = 0.0
+    solve_seconds: float = 0.0
+    cut_rounds: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["plan"] = [np.asarray(a).tolist() for a in self.plan]
+        return out
+
+    @staticmethod
+    def from_json(data: dict) -> HindsightResult:
+        data = dict(data)
+        data["plan"] = [np.asarray(a, dtype=np.int64) for a in data["plan"]]
+        return HindsightResult(**data)
+
+
+def decisions_of(env_id: str) -> str:
+    """The ``decisions`` of a registered env id, with a clear error otherwise."""
+    if env_id not in envs.ENV_IDS:
+        raise ValueError(f"env_id={env_id!r} is not allowed; allowed: {list(envs.ENV_IDS)}")
+    return envs.ENV_IDS[env_id]
+
+
+def realization_of(scenario: Scenario, seed_or_realization: int | Realization) -> Realization:
+    if isinstance(seed_or_realization, Realization):
+        return seed_or_realization
+    if isinstance(seed_or_realization, bool) or not isinstance(seed_or_realization, int | np.integer):
+        raise ValueError(f"seed_or_realization={seed_or_realization!r} must be an int seed or a Realization")
+    return scenario.sample(int(seed_or_realization))
+
+
+def build_hindsight(
+    scenario: str | Path | Scenario,
+    seed_or_realization: int | Realization,
+    env_id: str = "CrossBorderDispatch-v0",
+    eq5_cuts: str = "lazy",
+) -> DispatchModel:
+    """Build (not solve) the hindsight model of one realization."""
+    scen = load_scenario(scenario)
+    real = realization_of(scen, seed_or_realization)
+    net = scen.network
+    data = hindsight_input(net, real, scen.delay_penalty_alpha)
+    return build_model(net, data, decisions_of(env_id), scen.imbalance_lambda, eq5_cuts=eq5_cuts)
+
+
+def plan_actions(model: DispatchModel, lot_choice: np.ndarray, transfer_choice: np.ndarray) -> list[np.ndarray]:
+    """Env actions day by day for the model's decisions (lot slots, then transfer slots)."""
+    routes = model.decisions in ("both", "routing")
+    transfers = model.decisions in ("both", "transfers")
+    out = []
+    for t in range(model.data.days):
+        parts = ([lot_choice[t]] if routes else []) + ([transfer_choice[t]] if transfers else [])
+        out.append(np.concatenate(parts).astype(np.int64))
+    return out
+
+
+def replay_plan(
+    scenario: str | Path | Scenario, seed_or_realization: int | Realization, env_id: str, plan: list[np.ndarray]
+) -> tuple[float, dict[str, float]]:
+    """Play ``plan`` through ``gym.make(env_id)``; return the episode return and its terms."""
+    scen = load_scenario(scenario)
+    env = gym.make(env_id, scenario=scen)
+    if isinstance(seed_or_realization, Realization):
+        env.reset(options={"realization": seed_or_realization})
+    else:
+        env.reset(seed=int(seed_or_realization))
+    total, terms = 0.0, dict.fromkeys(envs.TERM_NAMES, 0.0)
+    for action in plan:
+        _, reward, terminated, _, info = env.step(action)
+        total += reward
+        for name in envs.TERM_NAMES:
+            terms[name] += info["reward_terms"][name]
+        if terminated:
+            break
+    env.close()
+    return total, terms
+
+
+def solve_hindsight(
+    scenario: str | Path | Scenario,
+    seed_or_realization: int | Realization,
+    env_id: str = "CrossBorderDispatch-v0",
+    time_limit: float | None = None,
+    mip_gap: float = 0.0,
+    eq5_cuts: str = "lazy",
+) -> HindsightResult:
+    """Exact optimum (or best plan within ``time_limit`` seconds) of one realization for ``env_id``.
+
+    A time limit returns status ``"time_limit"`` with the best plan, bound and gap; any other
+    non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`.
+    """
+    t0 = time.perf_counter()
+    scen = load_scenario(scenario)
+    real = realization_of(scen, seed_or_realization)
+    model = build_hindsight(scen, real, env_id, eq5_cuts=eq5_cuts)
+    left = None if time_limit is None else max(time_limit - model.build_seconds, 1e-3)
+    sol = solve_model(model, time_limit=left, mip_gap=mip_gap)
+    plan = plan_actions(model, sol.lot_choice, sol.transfer_choice)
+    objective, terms = sol.objective, sol.terms
+    if not sol.found_plan:  # no incumbent before the limit: report the do-nothing plan, scored by the env
+        objective, terms = replay_plan(scen, real, env_id, plan)
+    bound = max(sol.bound, objective)
+    return HindsightResult(
+        status=sol.status,
+        objective=float(objective),
+        bound=float(bound),
+        gap=float((bound - objective) / max(abs(objective), 1e-9)),
+        seconds=time.perf_counter() - t0,
+        rows=model.n_rows,
+        cols=model.n_cols,
+        integers=model.n_integers,
+        plan=plan,
+        terms=terms,
+        seed=int(real.seed),
+        env_id=env_id,
+        build_seconds=model.build_seconds,
+        solve_seconds=sol.seconds,
+        cut_rounds=sol.cut_rounds,
+    )
+
+
+def export_mps(
+    scenario: str | Path | Scenario,
+    seed_or_realization: int | Realization,
+    env_id: str,
+    path: str | Path,
+    eq5_cuts: str = "all",
+) -> Path:
+    """Write the hindsight model of one realization as an MPS file (maximization; with every Eq.5 cut by default,
+    so any MILP solver finds the same optimum with no cut loop). Written to a temp file, then renamed."""
+    path = Path(path)
+    model = build_hindsight(scenario, seed_or_realization, env_id, eq5_cuts=eq5_cuts)
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    model.write_mps(tmp)
+    tmp.replace(path)
+    return path
