@@ -148,10 +148,14 @@ class ValidationCallback(BaseCallback):
             self.evaluate()  # the starting point (random, or the imitation warm start)
 
     def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # here, not in _on_step: the previous rollout's update is applied, so the row is the saved model's
+        self.num_timesteps = self.model.num_timesteps
         freq = self.config.eval_freq
         if freq and self.num_timesteps - self.last_eval >= freq:
             self.evaluate()
-        return True
 
     def _on_training_end(self) -> None:
         if self.last_eval != self.num_timesteps or not self.history:
@@ -206,10 +210,14 @@ class CheckpointCallback(BaseCallback):
         self.last_save = self.num_timesteps
 
     def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        # after the previous rollout's update: a checkpoint at N timesteps holds every update up to N
+        self.num_timesteps = self.model.num_timesteps
         freq = self.config.checkpoint_freq
         if freq and self.num_timesteps - self.last_save >= freq:
             self.save()
-        return True
 
     def _on_training_end(self) -> None:
         if self.last_save != self.num_timesteps:

@@ -177,15 +177,26 @@ def test_config_file_then_flags_override(tmp_path):
 
 
 def test_validation_ratio_to_hindsight_optimum(tmp_path):
-    baselines = pytest.importorskip("baselines")
-    if not hasattr(baselines, "cached_hindsight"):
-        pytest.skip("baselines.cached_hindsight has not landed yet")
     out = tmp_path / "run"
     proc = train(*BASE, "--timesteps", "48", "--out", str(out), "--no-progress-bar")
     assert "hindsight optimum of validation seeds" in proc.stdout
+    from agents.callbacks import HINDSIGHT_CACHE
+    from baselines import cached_hindsight
+
+    optima = [cached_hindsight("tiny", s, cache_dir=HINDSIGHT_CACHE).objective for s in range(900, 910)]
     rows = read_csv(out / "eval.csv")
     assert rows and all(r["mean_ratio"] != "" for r in rows)
     for row in rows:
         # the ratio is the mean per-seed 1 - gap: at most 1 (the optimum bounds every policy)
         assert float(row["mean_ratio"]) <= 1.0 + 1e-9
+        assert float(row["hindsight_mean_return"]) == pytest.approx(np.mean(optima))
         assert float(row["hindsight_mean_return"]) >= float(row["mean_return"]) - 1e-6
+    # the last row is the saved final agent: replaying it gives the same per-seed ratios
+    from agents.callbacks import ratio_to_optimum
+
+    agent, env = load_agent(out), gym.make("CrossBorderDispatch-v0", scenario="tiny")
+    ratios = [
+        ratio_to_optimum(run_episode(env, agent, s).episode_return, g)
+        for s, g in zip(range(900, 910), optima, strict=True)
+    ]
+    assert float(rows[-1]["mean_ratio"]) == pytest.approx(np.mean(ratios), abs=1e-9)
