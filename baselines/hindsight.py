@@ -127,6 +127,8 @@ def solve_hindsight(
     non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`.
     """
     t0 = time.perf_counter()
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit={time_limit!r} must be > 0 seconds or None")
     scen = load_scenario(scenario)
     real = realization_of(scen, seed_or_realization)
     model = build_hindsight(scen, real, env_id, eq5_cuts=eq5_cuts)

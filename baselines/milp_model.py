@@ -193,9 +193,20 @@ class DispatchModel:
         ]
 
     def write_mps(self, path) -> None:
-        """Write the model as it stands (with the Eq.5 cuts added so far) as an MPS file (maximization)."""
-        status = self.highs.writeModel(str(path))
-        if status != highspy.HighsStatus.kOk:
+        """Write the model as it stands (with the Eq.5 cuts added so far) as an MPS file.
+
+        Written as the standard MPS minimization of ``-return`` (some solvers, CBC among them, ignore an
+        OBJSENSE MAX section), so its optimal objective is minus the optimal return.
+        """
+        lp = self.highs.getLp()
+        lp.sense_ = highspy.ObjSense.kMinimize
+        lp.col_cost_ = -np.asarray(lp.col_cost_)
+        lp.offset_ = -lp.offset_
+        out = highspy.Highs()
+        out.setOptionValue("output_flag", False)
+        out.passModel(lp)
+        status = out.writeModel(str(path))  # kWarning: HiGHS made up the row/column names
+        if status == highspy.HighsStatus.kError:
             raise MilpError(f"HiGHS could not write {path!s}: {status}")
 
     # -------------------------------------------------------------- Eq.5 cuts
@@ -515,11 +526,13 @@ def solve_model(
         if status != "optimal" or values is None:
             break
         pos, seg = _violated_cuts(model, values)
-        if len(pos) == 0 or rounds >= max_rounds:
-            if len(pos):
-                status = "time_limit"  # out of rounds: the plan is feasible but not proven optimal
+        if len(pos) == 0:
             break
-        model.add_eq5_cuts(pos, seg)
+        if rounds >= max_rounds:
+            status = "time_limit"  # out of rounds: the plan is feasible (objective exact) but not proven optimal
+            break
+        if model.add_eq5_cuts(pos, seg) == 0:
+            break  # the cuts are in: e sits below them only by the solver's feasibility tolerance
         values = _raise_e(model, values)
         h.setSolution(len(values), np.arange(len(values), dtype=np.int32), values)
     seconds = time.perf_counter() - t0
@@ -531,7 +544,7 @@ def _violated_cuts(model: DispatchModel, values: np.ndarray) -> tuple[np.ndarray
     t, w, k = model.e_index
     inv = np.rint(values[model.inv_cols[t, w, k]])
     exact = eq5_value(model.lam, model.net.target_stock[w, k].astype(np.float64), inv)
-    bad = np.flatnonzero(values[model.e_cols] < exact - 1e-9 * (1.0 + exact))
+    bad = np.flatnonzero(values[model.e_cols] < exact - 1e-7 * (1.0 + exact))  # HiGHS's feasibility tolerance
     seg = np.minimum(inv[bad], np.maximum(model.inv_upper[t[bad], w[bad], k[bad]] - 1, 0))
     return bad, seg.astype(np.int64)
 

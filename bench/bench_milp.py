@@ -1,0 +1,173 @@
+"""Benchmark of the MILP baselines; prints the ``## MILP baselines`` section of bench/RESULTS.md.
+
+1. Hindsight MILP on every preset (CrossBorderDispatch-v0, seed 0): model size, build and solve time,
+   status, gap; ``large`` and the hard presets under a time limit.
+2. How the model grows with days T (table1 cut to fewer days) and across presets (W, R, K).
+3. A second open solver (CBC, bundled with PuLP) on the same exported MPS: objectives agree, time ratio.
+4. Rolling-horizon decision time per day on table1 (window 7), and its return beside the hindsight bound.
+
+Run: ``python bench/bench_milp.py [--time-limit 60] [--large-time-limit 120]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import highspy
+import numpy as np
+import pulp
+
+import envs
+from baselines import HEURISTICS, RollingHorizonPolicy, build_hindsight, run_episode, solve_hindsight
+from baselines.hindsight import plan_actions, replay_plan
+from baselines.milp_model import solve_model
+from envs import Scenario, load_scenario
+
+ENV = "CrossBorderDispatch-v0"
+HIGHS_VERSION = getattr(highspy, "__version__", "1.16")
+
+
+def hindsight_rows(time_limit: float, large_time_limit: float) -> list[str]:
+    out = [
+        "| preset | W, R, K, T | rows | cols | integers | build s | solve s | status | objective | bound | gap |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for preset in envs.preset_names():
+        net = load_scenario(preset).network
+        limit = large_time_limit if preset == "large" else (None if preset == "tiny" else time_limit)
+        res = solve_hindsight(preset, 0, ENV, time_limit=limit)
+        replayed, _ = replay_plan(preset, 0, ENV, res.plan)
+        assert abs(replayed - res.objective) <= 1e-6 * max(1.0, abs(res.objective)), (preset, replayed, res.objective)
+        out.append(
+            f"| {preset} | {net.W}, {net.R}, {net.K}, {net.T} | {res.rows:,} | {res.cols:,} | {res.integers:,} "
+            f"| {res.build_seconds:.2f} | {res.solve_seconds:.1f} | {res.status}"
+            f"{'' if limit is None else f' (limit {limit:g} s)'} | {res.objective:,.2f} | {res.bound:,.2f} "
+            f"| {100 * res.gap:.3f}% |"
+        )
+        print(out[-1], flush=True)
+    return out
+
+
+def size(m) -> str:
+    return f"{m.n_rows:,} | {m.n_cols:,} | {m.n_integers:,} | {m.build_seconds:.2f}"
+
+
+def growth_rows() -> list[str]:
+    out = ["| model | T | rows | cols | integers | build s |", "|---|---:|---:|---:|---:|---:|"]
+    base = load_scenario("table1").to_dict()
+    for days in (10, 20, 30, 60):
+        scen = Scenario.from_dict({**base, "horizon_days": days})
+        m = build_hindsight(scen, 0, ENV)
+        out.append(
+            f"| table1 (W4 R4 K5) | {days} | {m.n_rows:,} | {m.n_cols:,} | {m.n_integers:,} | {m.build_seconds:.2f} |"
+        )
+    m = build_hindsight("large", 0, ENV)
+    out.append(f"| large (W12 R40 K20) | 60 | {size(m)} |")
+    m = build_hindsight("table1", 0, ENV, eq5_cuts="all")
+    out.append(f"| table1, every Eq.5 cut up front | 30 | {size(m)} |")
+    return out
+
+
+def cbc_path() -> str:
+    return pulp.PULP_CBC_CMD().path
+
+
+def run_cbc(mps: Path, time_limit: float) -> tuple[str, float, float]:
+    """Solve an MPS file with the bundled CBC binary; return (status line, objective, wall seconds)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [cbc_path(), str(mps), "-sec", str(time_limit), "-ratio", "0", "-allow", "0", "-solve"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - t0
+    status = next((ln for ln in proc.stdout.splitlines() if ln.startswith("Result - ")), "no result line")
+    value = re.search(r"Objective value:\s+(-?[\d.eE+-]+)", proc.stdout)
+    return status.removeprefix("Result - "), (float(value.group(1)) if value else float("nan")), seconds
+
+
+def cbc_rows(time_limit: float) -> list[str]:
+    """Export each model after HiGHS proved it optimal (its Eq.5 cuts are then complete at the optimum),
+    solve the MPS (a minimization of -return) with CBC, compare."""
+    out = [
+        "| model | env | HiGHS return | HiGHS s | CBC return | CBC s | CBC status | CBC / HiGHS time |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    cases = [("tiny", e) for e in envs.ENV_IDS] + [
+        ("table1", "CrossBorderRouting-v0"),
+        ("promo", "CrossBorderRouting-v0"),
+    ]
+    for preset, env_id in cases:
+        model = build_hindsight(preset, 0, env_id)
+        sol = solve_model(model, time_limit=time_limit)
+        if sol.status != "optimal":
+            out.append(f"| {preset} | {env_id} | not proven optimal in {time_limit:g} s | | | | | |")
+            continue
+        replayed, _ = replay_plan(preset, 0, env_id, plan_actions(model, sol.lot_choice, sol.transfer_choice))
+        assert abs(replayed - sol.objective) <= 1e-6 * max(1.0, abs(sol.objective))
+        with tempfile.TemporaryDirectory() as tmp:
+            mps = Path(tmp) / "model.mps"
+            model.write_mps(mps)
+            status, value, cbc_s = run_cbc(mps, time_limit)
+        agree = "" if abs(-value - sol.objective) <= 1e-6 * max(1.0, abs(sol.objective)) else " **differs**"
+        out.append(
+            f"| {preset} | {env_id} | {sol.objective:,.4f} | {sol.seconds:.2f} | {-value:,.4f}{agree} | {cbc_s:.2f} "
+            f"| {status} | {cbc_s / max(sol.seconds, 1e-3):.1f} |"
+        )
+        print(out[-1], flush=True)
+    return out
+
+
+def rolling_rows() -> list[str]:
+    scen = load_scenario("table1")
+    env = gym.make(ENV, scenario=scen)
+    policy = RollingHorizonPolicy(scen, ENV, window=7)
+    res = run_episode(env, policy, 0)
+    greedy = run_episode(env, HEURISTICS["greedy"](scen), 0)
+    base_stock = run_episode(env, HEURISTICS["base-stock"](scen), 0)
+    secs = np.array(policy.solve_seconds)
+    return [
+        "| policy (table1, seed 0) | return | decision s/day mean | max | statuses |",
+        "|---|---:|---:|---:|---|",
+        f"| rolling-milp, window 7, 2 s limit, gap 1e-4 | {res.episode_return:,.2f} | {secs.mean():.3f} "
+        f"| {secs.max():.3f} "
+        f"| {policy.statuses.count('optimal')}/{len(secs)} optimal |",
+        f"| greedy | {greedy.episode_return:,.2f} | {greedy.decision_seconds / greedy.steps:.4f} | | |",
+        f"| base-stock | {base_stock.episode_return:,.2f} | {base_stock.decision_seconds / base_stock.steps:.4f} | | |",
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per hindsight solve (not tiny, large)")
+    parser.add_argument("--large-time-limit", type=float, default=120.0, help="seconds for the large preset")
+    parser.add_argument("--cbc-time-limit", type=float, default=120.0, help="seconds per solve in the CBC comparison")
+    args = parser.parse_args(argv)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(
+        f"Command: `python bench/bench_milp.py --time-limit {args.time_limit:g} --large-time-limit "
+        f"{args.large_time_limit:g}` ({stamp}, Python {platform.python_version()}, highspy {HIGHS_VERSION}, "
+        f"PuLP {pulp.__version__} CBC, 2 CPUs shared with other jobs).\n"
+    )
+    sections = [
+        ("Hindsight MILP, CrossBorderDispatch-v0, seed 0", hindsight_rows(args.time_limit, args.large_time_limit)),
+        ("Model size against days and network", growth_rows()),
+        ("Second solver on the same MPS (CBC)", cbc_rows(args.cbc_time_limit)),
+        ("Rolling-horizon decision time", rolling_rows()),
+    ]
+    for title, rows in sections:
+        print(f"\n### {title}\n")
+        print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

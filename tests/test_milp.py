@@ -1,0 +1,157 @@
+"""The MILP builder and its plumbing: clear errors, model shape, exact Eq.5, MPS export checked by CBC,
+the solve cache, and the rolling policy's information parity."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import gymnasium as gym
+import numpy as np
+import pulp
+import pytest
+
+import baselines
+from baselines import (
+    RollingHorizonPolicy,
+    build_hindsight,
+    cached_hindsight,
+    export_mps,
+    make_policy,
+    replay_plan,
+    solve_hindsight,
+)
+from baselines.hindsight import HindsightResult
+from baselines.milp_model import build_model, eq5_value, hindsight_input, solve_model
+from envs import load_scenario
+
+
+def test_bad_inputs_name_the_field_and_the_allowed_values():
+    with pytest.raises(ValueError, match=r"env_id='Nope-v0'.*CrossBorderDispatch-v0"):
+        solve_hindsight("tiny", 0, env_id="Nope-v0")
+    with pytest.raises(ValueError, match="seed_or_realization"):
+        solve_hindsight("tiny", "zero")
+    with pytest.raises(ValueError, match="time_limit"):
+        solve_hindsight("tiny", 0, time_limit=0)
+    with pytest.raises(ValueError, match="mip_gap"):
+        solve_hindsight("tiny", 0, mip_gap=1.5)
+    scen = load_scenario("tiny")
+    data = hindsight_input(scen.network, scen.sample(0), scen.delay_penalty_alpha)
+    with pytest.raises(ValueError, match=r"decisions='all'.*'both', 'routing', 'transfers'"):
+        build_model(scen.network, data, "all", scen.imbalance_lambda)
+    with pytest.raises(ValueError, match="eq5_cuts"):
+        build_model(scen.network, data, "both", scen.imbalance_lambda, eq5_cuts="some")
+    with pytest.raises(ValueError, match=r"policy 'ppo'.*rolling-milp"):
+        make_policy("ppo", "tiny")
+    with pytest.raises(ValueError, match="window"):
+        RollingHorizonPolicy("tiny", window=0)
+
+
+def test_variables_are_the_env_actions():
+    """x columns: one per (day, non-empty lot, open lane of its region); y: one per (day, open lane, SKU, level > 0)."""
+    scen = load_scenario("table1")
+    net, real = scen.network, scen.sample(3)
+    lots = real.lots(net.J).reshape(net.T, -1)
+    model = build_hindsight(scen, 3, "CrossBorderDispatch-v0")
+    lane_open = real.delivery_open[:, net.lot_lane_table[:, 1:]] & (net.lot_lane_table[:, 1:] >= 0)[None]
+    assert len(model.x_cols) == int((lane_open & (lots > 0)[:, :, None]).sum())
+    n_levels = (net.transfer_qty_table > 0).sum(axis=1)  # [L*K]
+    slot_lane = np.arange(net.L * net.K) // net.K
+    assert len(model.y_cols) == int((real.transfer_open[:, slot_lane] * n_levels[None]).sum())
+    routing = build_hindsight(scen, 3, "CrossBorderRouting-v0")
+    assert len(routing.y_cols) == 0 and len(routing.x_cols) == len(model.x_cols)
+    fixed = build_hindsight(scen, 3, "CrossBorderTransfer-v0")
+    assert set(fixed.x_choice.tolist()) <= {int(c) for c in np.unique(fixed.x_choice)}
+    assert len(fixed.x_cols) < len(model.x_cols)  # one lane per lot: the home lane
+
+
+def test_lazy_and_all_eq5_cuts_reach_the_same_optimum():
+    lazy = solve_hindsight("tiny", 7, eq5_cuts="lazy")
+    full = solve_hindsight("tiny", 7, eq5_cuts="all")
+    assert lazy.status == full.status == "optimal"
+    assert lazy.objective == pytest.approx(full.objective, rel=1e-9)
+    assert full.rows >= lazy.rows
+
+
+def test_eq5_matches_the_env_formula():
+    target = np.array([60.0, 3.0])
+    got = eq5_value(2.0, target, np.array([45.0, 7.0]))
+    assert got == pytest.approx([2.0 * (15 / 60) ** 2, 2.0 * (4 / 3) ** 2])
+
+
+def test_time_limit_on_large_returns_a_plan_bound_and_gap():
+    res = solve_hindsight("large", 0, time_limit=3.0)
+    assert res.status == "time_limit"
+    assert len(res.plan) == load_scenario("large").horizon_days
+    assert np.isfinite(res.objective) and res.bound >= res.objective and res.gap > 0
+    total, _ = replay_plan("large", 0, "CrossBorderDispatch-v0", res.plan)
+    assert total == pytest.approx(res.objective, rel=1e-6)
+
+
+def test_exported_mps_gives_cbc_the_same_optimum(tmp_path):
+    for env_id in ("CrossBorderDispatch-v0", "CrossBorderTransfer-v0"):
+        res = solve_hindsight("tiny", 2, env_id)
+        path = export_mps("tiny", 2, env_id, tmp_path / f"{env_id}.mps")
+        assert not list(tmp_path.glob("*.tmp*"))
+        cmd = [pulp.PULP_CBC_CMD().path, str(path), "-solve"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        assert "Optimal" in out.stdout
+        value = float(out.stdout.split("Objective value:")[1].split()[0])
+        assert -value == pytest.approx(res.objective, rel=1e-7)  # the MPS minimizes -return
+
+
+def test_cache_reuses_the_solve_and_keys_on_the_options(tmp_path, monkeypatch):
+    first = cached_hindsight("tiny", 1, cache_dir=tmp_path)
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
+    assert json.loads(files[0].read_text())["objective"] == pytest.approx(first.objective)
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("a cached result was solved again")
+
+    monkeypatch.setattr(baselines.cache, "solve_hindsight", no_solve)
+    again = cached_hindsight("tiny", 1, cache_dir=tmp_path)
+    assert again.objective == first.objective and again.terms == first.terms
+    assert all(np.array_equal(a, b) for a, b in zip(again.plan, first.plan, strict=True))
+    assert isinstance(again, HindsightResult)
+    monkeypatch.undo()
+    cached_hindsight("tiny", 1, env_id="CrossBorderTransfer-v0", cache_dir=tmp_path)
+    cached_hindsight("tiny", 2, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 3
+
+
+def test_rolling_policy_never_reads_the_future():
+    """Two realizations equal on day 0 but different afterwards give the same day-0 decision."""
+    scen = load_scenario("table1")
+    env = gym.make("CrossBorderDispatch-v0", scenario=scen).unwrapped
+    real = scen.sample(11)
+    other = real.copy()
+    other.demand[1:] = scen.sample(12).demand[1:]
+    other.transit_days[1:] = scen.sample(12).transit_days[1:]
+    other.delivery_open[1:] = ~other.delivery_open[1:]
+    actions = []
+    for r in (real, other):
+        obs, _ = env.reset(options={"realization": r})
+        policy = RollingHorizonPolicy(scen, window=5, time_limit=None, mip_gap=0.0)
+        policy.reset(11)
+        actions.append(policy.act(obs, env.view()))
+    assert np.array_equal(actions[0], actions[1])
+    assert env.action_space.contains(actions[0].astype(env.action_space.dtype))
+
+
+def test_rolling_policy_plays_every_env_id():
+    for env_id in ("CrossBorderRouting-v0", "CrossBorderTransfer-v0"):
+        env = gym.make(env_id, scenario="tiny")
+        res = baselines.run_episode(env, make_policy("rolling-milp", "tiny", env_id, window=3), 0)
+        assert res.steps == 3
+        assert res.episode_return <= solve_hindsight("tiny", 0, env_id).objective + 1e-6
+
+
+def test_solve_model_reports_status_bound_and_terms_together():
+    scen = load_scenario("tiny")
+    data = hindsight_input(scen.network, scen.sample(4), scen.delay_penalty_alpha)
+    sol = solve_model(build_model(scen.network, data, "both", scen.imbalance_lambda))
+    assert sol.status == "optimal" and sol.gap == pytest.approx(0, abs=1e-9)
+    total = sol.terms["eq2_allocation_revenue"] - sum(v for k, v in sol.terms.items() if k != "eq2_allocation_revenue")
+    assert total == pytest.approx(sol.objective)
+    assert sol.model_eq5 == pytest.approx(sol.terms["eq5_imbalance"], abs=1e-7)
