@@ -520,7 +520,7 @@ def solve_model(
             name = h.modelStatusToString(ms)
             raise MilpError(f"HiGHS ended with status {name!r}: no plan (a model bug, not a limit)")
         status = _STATUS_NAMES[ms]
-        bound = float(info.mip_dual_bound)
+        bound = min(float(info.mip_dual_bound), simple_bound(model))
         if has_plan:
             values = np.array(h.getSolution().col_value)
         if status != "optimal" or values is None:
@@ -537,6 +537,19 @@ def solve_model(
         h.setSolution(len(values), np.arange(len(values), dtype=np.int32), values)
     seconds = time.perf_counter() - t0
     return _solution(model, values, status, bound, seconds, rounds)
+
+
+def simple_bound(model: DispatchModel) -> float:
+    """An upper bound on the return that needs no solve: every lot on its best lane (or lost, if that costs
+    less), every transfer slot at its best level, no Eq.5 (which is >= 0). Valid for any plan; used when
+    the solver stops before it has a bound of its own (HiGHS then reports infinity)."""
+    obj = model.objective_coef()
+    net = model.net
+    best_lot = np.zeros((model.data.days, net.n_lots))
+    np.maximum.at(best_lot, (model.x_day, model.x_slot), obj[model.x_cols])
+    best_transfer = np.zeros((model.data.days, net.L * net.K))
+    np.maximum.at(best_transfer, (model.y_day, model.y_slot), obj[model.y_cols])
+    return float(best_lot.sum() + best_transfer.sum() - model.term_const["lost_sales"])
 
 
 def _violated_cuts(model: DispatchModel, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
