@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     report.write_report(args.out, episodes, summary, tables)
     for problem in report.bound_violations(episodes):
         print(f"warning: {problem}", file=sys.stderr)
+    if report.time_limit_note(episodes):
+        print(f"note: {report.time_limit_note(episodes)}", file=sys.stderr)
     report.print_report(summary, tables)
     print(f"results in {args.out}/ (episodes.csv, summary.csv, plots, config.json)")
     return 0

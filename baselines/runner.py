@@ -30,7 +30,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from importlib import metadata
 from multiprocessing import get_context
@@ -462,7 +462,7 @@ def compute_rows(
     try:
         pending = {pool.submit(_worker_row, label, seed): (label, seed) for label, seed in tasks}
         while pending:
-            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 label, seed = pending.pop(future)
                 error = future.exception()
