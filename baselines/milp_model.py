@@ -188,9 +188,13 @@ class DispatchModel:
     def objective_coef(self) -> np.ndarray:
         """Return per column: ``eq2 - eq1 - eq4 - eq5 - lost``."""
         c = self.term_coef
-        return c["eq2_allocation_revenue"] - c["eq1_route_cost"] - c["eq4_delay_penalty"] - c["eq5_imbalance"] - c[
-            "lost_sales"
-        ]
+        return (
+            c["eq2_allocation_revenue"]
+            - c["eq1_route_cost"]
+            - c["eq4_delay_penalty"]
+            - c["eq5_imbalance"]
+            - c["lost_sales"]
+        )
 
     def write_mps(self, path) -> None:
         """Write the model as it stands (with the Eq.5 cuts added so far) as an MPS file.
