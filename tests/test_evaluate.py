@@ -210,7 +210,8 @@ def test_worker_count_does_not_change_results(finished, agent, cache_dir, tmp_pa
 
 def test_killed_run_resumes_to_the_same_episodes_without_redoing_rows(finished, agent, tmp_path):
     out = tmp_path / "killed"
-    command = [sys.executable, str(ROOT / "evaluate.py"), *eval_args(out, agent, tmp_path / "cache")]
+    # two workers: rows must be saved as each finishes, not when the pool is done
+    command = [sys.executable, str(ROOT / "evaluate.py"), *eval_args(out, agent, tmp_path / "cache", workers=2)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     rows = out / "rows"
@@ -234,6 +235,25 @@ def test_killed_run_resumes_to_the_same_episodes_without_redoing_rows(finished, 
     pd.testing.assert_frame_equal(
         without_timing(pd.read_csv(out / "episodes.csv")), without_timing(pd.read_csv(finished / "episodes.csv"))
     )
+
+
+def test_pool_saves_each_row_as_it_finishes(tmp_path):
+    """With workers, a quick row is on disk while a slow one (a `large` hindsight solve) is still running."""
+    out = tmp_path / "large"
+    options = ["--scenario", "large", "--policies", "greedy", "--seeds", "0", "--workers", "2", "--time-limit", "300",
+               "--out", str(out), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), *options], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    try:
+        while not (out / "rows" / "greedy__0.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        still_running = proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert (out / "rows" / "greedy__0.json").exists() and still_running
+    assert not (out / "rows" / f"{HINDSIGHT}__0.json").exists()
 
 
 # ------------------------------------------------------------------ bad input
