@@ -95,6 +95,24 @@ def quality(agent, env_id: str, seeds: list[int], hindsight_seeds: int, time_lim
     return {"rows": rows, "hindsight": info, "hindsight_seconds": solve_s}
 
 
+def rolling_comparison(agent, env_id: str, seeds: list[int]) -> dict:
+    """PPO and the rolling-horizon MILP (default window and time limit) on the same ``seeds``."""
+    from baselines import make_policy
+
+    env = gym.make(env_id, scenario=agent.scenario, forecast_days=agent.meta.forecast_days)
+    rolling = make_policy("rolling-milp", agent.scenario, env_id=env_id)
+    started = time.perf_counter()
+    g_roll = np.array([run_episode(env, rolling, s).episode_return for s in seeds])
+    seconds = time.perf_counter() - started
+    g_ppo = np.array([run_episode(env, agent, s).episode_return for s in seeds])
+    return {
+        "ppo": float(g_ppo.mean()),
+        "rolling": float(g_roll.mean()),
+        "wins": float(np.mean(g_ppo > g_roll)),
+        "s": seconds,
+    }
+
+
 def speed(config: PPOConfig, rollouts: int = 4) -> dict:
     torch.set_num_threads(config.torch_threads)
     steps = config.rollout_size * rollouts
@@ -127,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hindsight-seeds", type=int, default=None, help="solve the hindsight MILP on the first K seeds (default: all)"
     )
+    parser.add_argument("--rolling-seeds", type=int, default=0, help="also play rolling-milp on the first K seeds")
     parser.add_argument("--time-limit", type=float, default=None, help="seconds per hindsight solve (default: none)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -159,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"| {name} | {row['mean_return']:.1f} | {row['std_return']:.1f} | {wins} | {solved} |")
     print(f"(quality run {time.perf_counter() - started:.0f}s, of which hindsight {result['hindsight_seconds']:.0f}s)")
+    if args.rolling_seeds:
+        r = rolling_comparison(agent, args.env, seeds[: args.rolling_seeds])
+        print(
+            f"rolling-horizon MILP on the first {args.rolling_seeds} seeds ({r['s']:.0f}s): mean return "
+            f"{r['rolling']:.1f}; PPO {r['ppo']:.1f}; PPO beats it on {r['wins']:.0%} of them"
+        )
     if args.speed:
         config = PPOConfig.from_file(path / "config.yaml")
         s = speed(config)
