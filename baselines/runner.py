@@ -459,6 +459,7 @@ def compute_rows(
     pool = ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)), mp_context=get_context("spawn"), initializer=_init_worker, initargs=(run,)
     )
+    finished = False
     try:
         pending = {pool.submit(_worker_row, label, seed): (label, seed) for label, seed in tasks}
         while pending:
@@ -471,7 +472,12 @@ def compute_rows(
                 row = future.result()
                 save_row(out, row)
                 on_row(row)
+        finished = True
     finally:
+        if not finished:  # an error or Ctrl-C: stop the workers now rather than after their current HiGHS solve
+            processes = getattr(pool, "_processes", None) or {}  # private; Python 3.14 makes it public
+            for process in list(processes.values()):
+                process.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
