@@ -18,6 +18,7 @@ import re
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -77,7 +78,9 @@ def growth_rows() -> list[str]:
 
 
 def cbc_path() -> str:
-    return pulp.PULP_CBC_CMD().path
+    with warnings.catch_warnings():  # PULP_CBC_CMD is deprecated in PuLP 3; its bundled binary is what we run
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pulp.PULP_CBC_CMD().path
 
 
 def run_cbc(mps: Path, time_limit: float) -> tuple[str, float, float]:

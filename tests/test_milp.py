@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -93,11 +94,18 @@ def test_exported_mps_gives_cbc_the_same_optimum(tmp_path):
         res = solve_hindsight("tiny", 2, env_id)
         path = export_mps("tiny", 2, env_id, tmp_path / f"{env_id}.mps")
         assert not list(tmp_path.glob("*.tmp*"))
-        cmd = [pulp.PULP_CBC_CMD().path, str(path), "-solve"]
+        cmd = [cbc_path(), str(path), "-solve"]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         assert "Optimal" in out.stdout
         value = float(out.stdout.split("Objective value:")[1].split()[0])
         assert -value == pytest.approx(res.objective, rel=1e-7)  # the MPS minimizes -return
+
+
+def cbc_path() -> str:
+    """The CBC binary bundled with PuLP (PULP_CBC_CMD warns that it is deprecated; the binary is what we need)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return pulp.PULP_CBC_CMD().path
 
 
 def test_cache_reuses_the_solve_and_keys_on_the_options(tmp_path, monkeypatch):
