@@ -120,13 +120,15 @@ def speed(config: PPOConfig, rollouts: int = 4) -> dict:
     venv.reset()
     rng = np.random.default_rng(0)
     nvec = venv.action_space.nvec
+    # slot i's choices sit at flat mask positions starts[i] + 0..nvec[i]-1; pad to the widest slot
+    starts = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    cols = np.arange(nvec.max())
+    valid = cols[None, :] < nvec[:, None]  # [slots, width]
+    flat = np.where(valid, starts[:, None] + cols[None, :], 0)
     started = time.perf_counter()
     for _ in range(steps // config.n_envs):
-        masks = np.stack(venv.env_method("action_masks"))
-        actions = np.array(
-            [[rng.choice(np.flatnonzero(m)) for m in np.split(mask, np.cumsum(nvec)[:-1])] for mask in masks]
-        )
-        venv.step(actions)
+        masks = np.stack(venv.env_method("action_masks"))[:, flat] & valid  # [n_envs, slots, width]
+        venv.step(np.where(masks, rng.random(masks.shape), -1.0).argmax(axis=-1))  # uniform among allowed
     env_rate = steps / (time.perf_counter() - started)
     model = build_model(config, make_normalized_vec_env(config))
     started = time.perf_counter()
