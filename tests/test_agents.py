@@ -278,3 +278,23 @@ def test_imitation_warm_start_copies_the_teacher_and_feeds_the_normalizer():
 def test_unknown_teacher_is_refused():
     with pytest.raises(ConfigError, match="pretrain_teacher='oracle' is not allowed; allowed: .*base-stock"):
         tiny_config(pretrain_teacher="oracle")
+
+
+# ------------------------------------------------------------ shipped agents
+@pytest.mark.parametrize("scenario", ["table1", "table1-det"])
+def test_shipped_agent_loads_fits_its_env_and_beats_greedy_on_a_held_out_seed(scenario):
+    from agents import shipped_agent_path
+    from baselines.heuristics import GreedyPolicy
+
+    path = shipped_agent_path(scenario, "CrossBorderDispatch-v0")
+    assert path.name == f"{scenario}__CrossBorderDispatch-v0"
+    command = (path / "TRAIN_COMMAND.txt").read_text().splitlines()[0]
+    assert command.startswith("python train.py ") and f"--scenario {scenario} " in command
+    assert "--env CrossBorderDispatch-v0" in command and "--algo maskable-ppo" in command
+    assert sum(f.stat().st_size for f in path.iterdir()) < 5 * 2**20  # a few MB at most
+    env = gym.make("CrossBorderDispatch-v0", scenario=scenario)
+    agent = load_agent(path, env=env)
+    assert agent.masked and agent.meta.num_timesteps > 0
+    first, again = run_episode(env, agent, EVAL_SEED_START), run_episode(env, agent, EVAL_SEED_START)
+    assert first.episode_return == again.episode_return  # deterministic at evaluation
+    assert first.episode_return > run_episode(env, GreedyPolicy(scenario), EVAL_SEED_START).episode_return
