@@ -89,6 +89,9 @@ class PPOConfig:
     eval_freq: int = _f(20_000, "timesteps between validation runs on VALIDATION_SEEDS (0: only at the end)")
     checkpoint_freq: int = _f(50_000, "timesteps between checkpoints (0: only at the end)")
     hindsight: bool = _f(True, "report the validation return as a ratio to the hindsight MILP optimum")
+    hindsight_time_limit: float | None = _f(
+        60.0, "seconds per validation-seed hindsight solve (None: to proven optimality; table1 takes minutes)"
+    )
     torch_threads: int = _f(1, "torch CPU threads (1 is fastest for small MLPs and makes runs reproducible)")
 
     # ------------------------------------------------------------- validation
@@ -167,6 +170,10 @@ class PPOConfig:
                 self.pretrain_episodes >= 1 and self.pretrain_epochs >= 1,
                 "pretrain_episodes and pretrain_epochs must be >= 1 with a pretrain_teacher",
             )
+        need(
+            self.hindsight_time_limit is None or self.hindsight_time_limit > 0,
+            f"hindsight_time_limit={self.hindsight_time_limit} must be > 0 or None",
+        )
         need(self.target_kl is None or self.target_kl > 0, f"target_kl={self.target_kl} must be > 0 or None")
         need(
             isinstance(self.net_arch, list)
