@@ -6,7 +6,9 @@ or the hindsight MILP of that seed: solved once and cached on disk by
 its KPIs come from the same code as every policy's. A row is a pure function of
 (policy, seed): every policy is ``reset(seed)`` before its episode, so the results do
 not depend on the number of workers nor on the order rows finish in. Only the
-timing columns (:data:`TIMING_COLUMNS`) change from one run to the next.
+timing columns (:data:`TIMING_COLUMNS`) change from one run to the next, and the
+outcome of a solve cut by a time limit (hindsight ``--time-limit``, the rolling
+MILP's per-day limit), which depends on machine speed.
 
 The output folder (``--out``) while a run is under way::
 
@@ -58,7 +60,7 @@ KPI_NAMES = (
     "units_shipped",
 )
 MILP_COLUMNS = ("milp_status", "milp_objective", "milp_bound", "milp_gap", "milp_seconds")
-# one row file holds these keys; report.py adds hindsight_return and ratio_to_optimum
+# one row file holds these keys; report.py adds hindsight_return, ratio_to_optimum and ratio_to_bound
 ROW_COLUMNS = ("policy", "seed", "return", *TERM_NAMES, *KPI_NAMES, "steps", "decision_seconds_per_step", *MILP_COLUMNS)
 TIMING_COLUMNS = ("decision_seconds_per_step", "milp_seconds")  # wall-clock: the only columns that vary run to run
 REPLAY_RTOL = 1e-6  # the exactness contract: the hindsight plan replays to its objective within this
@@ -178,6 +180,7 @@ class EvalRun:
     seeds: tuple[int, ...]
     time_limit: float | None  # seconds per hindsight solve; None = prove optimality
     cache_dir: str  # hindsight cache folder
+    scenario_source: str = ""  # the preset name or file the scenario came from, as given
     warnings: tuple[str, ...] = field(default=(), compare=False)  # things worth telling, not errors
 
     @property
@@ -201,9 +204,8 @@ class EvalRun:
     def describe(self) -> dict:
         """The resolved configuration (identity plus where things came from), for ``config.json``."""
         doc = self.identity()
-        doc["policies"] = [
-            {k: v for k, v in vars(p).items() if v is not None} for p in self.policies
-        ]  # checkpoint paths too
+        doc["scenario"]["source"] = self.scenario_source
+        doc["policies"] = [{k: v for k, v in vars(p).items() if v is not None} for p in self.policies]  # with paths
         doc["hindsight_cache_dir"] = self.cache_dir
         return doc
 
@@ -239,7 +241,9 @@ def resolve_run(
             warnings.extend(warning)
         if spec.kind != "hindsight":
             checked.append(spec)
-    return EvalRun(resolved, env_id, tuple(checked), seed_list, time_limit, str(cache_dir), tuple(warnings))
+    return EvalRun(
+        resolved, env_id, tuple(checked), seed_list, time_limit, str(cache_dir), str(scenario), tuple(warnings)
+    )
 
 
 def _check_agent(spec: PolicySpec, scenario: Scenario, env_id: str) -> tuple[PolicySpec, list[str]]:
@@ -254,8 +258,8 @@ def _check_agent(spec: PolicySpec, scenario: Scenario, env_id: str) -> tuple[Pol
         )
     try:
         agent = load_agent(path, name=spec.label)
-    except (OSError, ValueError) as err:
-        raise EvaluateError(f"{where}: {err}") from None
+    except Exception as err:  # a missing file, a corrupt zip or pickle: all mean "not a usable agent"
+        raise EvaluateError(f"{where}: cannot load the agent ({type(err).__name__}: {err})") from None
     if agent.env_id != env_id:
         raise EvaluateError(
             f"{where}: the agent was trained on env id {agent.env_id!r} but --env is {env_id!r}; "
@@ -308,8 +312,12 @@ def check_out(out: Path, run: EvalRun) -> None:
         return
     try:
         before = json.loads(config.read_text())["run"]
-        before = {**before, "policies": [PolicySpec(**p).identity() for p in before["policies"]]}
-    except (ValueError, KeyError, TypeError) as err:
+        before = {
+            **before,
+            "scenario": {k: before["scenario"].get(k) for k in ("name", "content_hash")},  # not where it came from
+            "policies": [PolicySpec(**p).identity() for p in before["policies"]],  # not where checkpoints lie
+        }
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise EvaluateError(f"--out: {str(config)!r} is unreadable ({err}); choose a new folder") from None
     now = run.identity()
     differ = [k for k in now if before.get(k) != now[k]]
