@@ -149,7 +149,11 @@ class ValidationCallback(BaseCallback):
         self.history: list[dict] = []
 
     def _on_training_start(self) -> None:
-        self.log = _CsvLog(self.out_dir / "eval.csv", EVAL_COLUMNS)
+        path = self.out_dir / "eval.csv"
+        if path.exists() and (self.out_dir / "best").is_dir():  # a resumed run: best/ must beat its earlier rows
+            with open(path, newline="") as fh:
+                self.best = max((float(row["mean_return"]) for row in csv.DictReader(fh)), default=-np.inf)
+        self.log = _CsvLog(path, EVAL_COLUMNS)
         self.last_eval = self.num_timesteps
         if self.num_timesteps == 0:
             self.evaluate()  # the starting point (random, or the imitation warm start)

@@ -107,6 +107,10 @@ def test_resume_continues_from_the_checkpoint(run_dir, tmp_path):
     assert min(t for t in timesteps[32:]) > 96  # the new rows carry on from the checkpoint's timesteps
     assert [int(r["timesteps"]) for r in read_csv(out / "eval.csv")] == [0, 48, 96, 144, 192]
     assert len((out / "TRAIN_COMMAND.txt").read_text().splitlines()) == 2
+    # best/ holds the agent of the best validation row over both sessions
+    evals = read_csv(out / "eval.csv")
+    best_row = max(evals, key=lambda r: float(r["mean_return"]))
+    assert json.loads((out / "best" / "agent.json").read_text())["num_timesteps"] == int(best_row["timesteps"])
     # the restored normalization statistics kept counting
     import pickle
 
