@@ -298,3 +298,19 @@ def test_shipped_agent_loads_fits_its_env_and_beats_greedy_on_a_held_out_seed(sc
     first, again = run_episode(env, agent, EVAL_SEED_START), run_episode(env, agent, EVAL_SEED_START)
     assert first.episode_return == again.episode_return  # deterministic at evaluation
     assert first.episode_return > run_episode(env, GreedyPolicy(scenario), EVAL_SEED_START).episode_return
+
+
+@pytest.mark.slow
+def test_subproc_vec_env_trains_like_dummy():
+    dummy, venv_d = train_in_process(tiny_config(total_timesteps=96, seed=5), 96)
+    subproc, venv_s = train_in_process(tiny_config(total_timesteps=96, seed=5, vec_env="subproc"), 96)
+    venv_s.close()
+    # same episodes, observations and actions; SB3's DummyVecEnv stores rewards as float32 and
+    # SubprocVecEnv as float64, so the normalized rewards, hence the parameters, differ by rounding only
+    np.testing.assert_array_equal(venv_d.obs_rms.mean, venv_s.obs_rms.mean)
+    pd, ps = dummy.policy.state_dict(), subproc.policy.state_dict()
+    assert all(torch.allclose(pd[k], ps[k], rtol=0, atol=1e-5) for k in pd)
+    assert not all(
+        torch.allclose(pd[k], p0, rtol=0, atol=1e-5)
+        for k, p0 in build_model(tiny_config(seed=5), venv_d).policy.state_dict().items()
+    )  # and training did move them
