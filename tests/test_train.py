@@ -207,3 +207,14 @@ def test_validation_ratio_to_hindsight_optimum(tmp_path):
         for s, g in zip(range(900, 910), optima, strict=True)
     ]
     assert float(rows[-1]["mean_ratio"]) == pytest.approx(np.mean(ratios), abs=1e-9)
+
+
+def test_plain_ppo_trains_and_loads(tmp_path, capsys):
+    out = tmp_path / "ppo"
+    code, err = run_main(
+        [*BASE, "--algo", "ppo", "--timesteps", "48", "--no-hindsight", "--no-progress-bar", "--out", str(out)], capsys
+    )
+    assert code == 0, err
+    agent = load_agent(out, env=gym.make("CrossBorderDispatch-v0", scenario="tiny"))
+    assert agent.meta.algo == "ppo" and not agent.masked
+    assert run_episode(gym.make("CrossBorderDispatch-v0", scenario="tiny"), agent, 1000).steps == 3
