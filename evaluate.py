@@ -111,11 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tqdm(total=len(tasks), unit="episode", desc="evaluating", disable=not tasks) as bar:
             runner.compute_rows(args.out, run, tasks, args.workers, on_row=lambda row: bar.update())
-    except KeyboardInterrupt:
+    except BaseException as stop:  # Ctrl-C, or a row that failed: say what is kept, then stop
         done = total - len(runner.missing_tasks(args.out, run))
-        print(f"interrupted: {done} of {total} episodes are saved in {args.out}; rerun the same command to resume",
+        print(f"stopped: {done} of {total} episodes are saved in {args.out}; rerun the same command to resume",
               file=sys.stderr)  # fmt: skip
-        return 130
+        if isinstance(stop, KeyboardInterrupt):
+            return 130
+        raise
     # 3. statistics, tables and plots from the rows on disk
     episodes = report.assemble_episodes(runner.read_rows(args.out, run))
     summary = report.summarize(episodes, BOOTSTRAP_RESAMPLES, CONFIDENCE, args.bootstrap_seed)
