@@ -177,6 +177,20 @@ def test_summary_statistics_match_the_episodes(finished):
     assert summary.loc[HINDSIGHT, "win_rate_vs_random"] >= 0.5
 
 
+@pytest.mark.parametrize("env_id", ["CrossBorderRouting-v0", "CrossBorderTransfer-v0"])
+def test_scenario_file_and_other_env_ids(env_id, cache_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["--scenario", str(ROOT / "envs/scenarios/tiny.yaml"), "--env", env_id, "--policies", "rolling-milp,random",
+            "--seeds", "0-2", "--out", str(out), "--workers", "1", "--cache-dir", str(cache_dir)]  # fmt: skip
+    code, stdout, stderr = run_main(args)
+    assert code == 0, stderr
+    assert "Table 3 form: rolling-milp against random" in stdout
+    episodes = pd.read_csv(out / "episodes.csv")
+    assert len(episodes) == 9 and report.bound_violations(episodes) == []
+    config = json.loads((out / "config.json").read_text())
+    assert config["run"]["env_id"] == env_id and config["run"]["scenario"]["name"] == "tiny"
+
+
 def test_statistics_helpers():
     assert report.interquartile_mean(np.array([100.0, 1.0, 2.0, 3.0, 4.0, -50.0, 5.0, 6.0])) == pytest.approx(3.5)
     assert report.win_rate(np.array([2.0, 1.0, 3.0, 0.0]), np.array([1.0, 1.0, 4.0, 0.0])) == pytest.approx(0.5)
