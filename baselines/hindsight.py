@@ -37,7 +37,7 @@ class HindsightResult:
     build_seconds: float = 0.0
     solve_seconds: float = 0.0
     cut_rounds: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # "eq5_cuts": cuts in the final model; "fallback": see solve_hindsight
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -115,19 +115,19 @@ def replay_plan(
 
 def fallback_plan(
     scenario: Scenario, real: Realization, env_id: str, do_nothing: list[np.ndarray]
-) -> tuple[list[np.ndarray], float, dict[str, float]]:
+) -> tuple[list[np.ndarray], float, dict[str, float], str]:
     """Best of doing nothing and the greedy and base-stock heuristics on this realization, replayed through
     the env (a feasible plan whose objective is its exact return), for a time limit hit before any incumbent."""
     from baselines.heuristics import HEURISTICS
     from baselines.policy import run_episode
 
     total, terms = replay_plan(scenario, real, env_id, do_nothing)
-    best = (do_nothing, total, terms)
+    best = (do_nothing, total, terms, "do-nothing")
     env = gym.make(env_id, scenario=scenario)
     for name in ("greedy", "base-stock"):
         res = run_episode(env, HEURISTICS[name](scenario), int(real.seed), realization=real)
         if res.episode_return > best[1]:
-            best = (res.actions, res.episode_return, res.terms)
+            best = (res.actions, res.episode_return, res.terms, name)
     env.close()
     return best
 
@@ -143,7 +143,10 @@ def solve_hindsight(
     """Exact optimum (or best plan within ``time_limit`` seconds) of one realization for ``env_id``.
 
     A time limit returns status ``"time_limit"`` with the best plan, bound and gap; any other
-    non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`.
+    non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`. If the limit comes
+    before HiGHS has any plan (``large``), the plan is the best of doing nothing and the greedy and
+    base-stock heuristics, named in ``extra["fallback"]``, and the bound at least a solve-free one
+    (:func:`baselines.milp_model.simple_bound`).
     """
     t0 = time.perf_counter()
     if time_limit is not None and not time_limit > 0:
@@ -155,8 +158,9 @@ def solve_hindsight(
     sol = solve_model(model, time_limit=left, mip_gap=mip_gap)
     plan = plan_actions(model, sol.lot_choice, sol.transfer_choice)
     objective, terms = sol.objective, sol.terms
+    extra = {"eq5_cuts": len(model.cut_segments)}
     if not sol.found_plan:  # no incumbent before the limit: the best of simple feasible plans, scored by the env
-        plan, objective, terms = fallback_plan(scen, real, env_id, plan)
+        plan, objective, terms, extra["fallback"] = fallback_plan(scen, real, env_id, plan)
     bound = max(sol.bound, objective)
     return HindsightResult(
         status=sol.status,
@@ -174,6 +178,7 @@ def solve_hindsight(
         build_seconds=model.build_seconds,
         solve_seconds=sol.seconds,
         cut_rounds=sol.cut_rounds,
+        extra=extra,
     )
 
 
