@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def cached_hindsight(
     """:func:`baselines.solve_hindsight` through a JSON cache in ``cache_dir`` (one file per key)."""
     scen = load_scenario(scenario)
     key = cache_key(scen, seed, env_id, time_limit, mip_gap)
-    path = Path(cache_dir) / f"{scen.name}-{env_id}-seed{int(seed)}-{key[:16]}.json"
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", scen.name)  # a readable prefix; the key alone identifies the entry
+    path = Path(cache_dir) / f"{label}-{env_id}-seed{int(seed)}-{key[:16]}.json"
     if path.exists():
         try:
             return HindsightResult.from_json(json.loads(path.read_text()))
