@@ -239,6 +239,9 @@ def plot_decomposition(summary: pd.DataFrame) -> bytes:
         ax.bar(x, part, bottom=base, label=TERM_LABELS[name], width=0.6)
         up, down = np.where(part >= 0, up + part, up), np.where(part < 0, down + part, down)
     ax.plot(x, summary["mean_return"], "D", color="black", label="return")
+    # explicit limits: zero-height stacked bars leave sticky edges that can clip autoscaling
+    span = max(up.max() - down.min(), 1.0)
+    ax.set_ylim(down.min() - 0.05 * span, up.max() + 0.05 * span)
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xticks(x, summary["policy"], rotation=20, ha="right")
     ax.set_ylabel("USD per episode (mean over seeds)")
