@@ -45,20 +45,10 @@ import yaml
 import envs
 from baselines import POLICY_NAMES, cached_hindsight, make_policy
 from baselines.policy import EpisodeResult, run_episode
-from envs.dynamics import TERM_NAMES
+from envs.dynamics import KPI_NAMES, TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario
 
 HINDSIGHT = "hindsight-milp"  # label of the hindsight optimum's rows
-KPI_NAMES = (
-    "fill_rate",
-    "on_time_rate",
-    "abnormal_delay_rate",
-    "avg_delivery_days",
-    "transport_cost_per_unit",
-    "units_transferred",
-    "units_demanded",
-    "units_shipped",
-)
 MILP_COLUMNS = ("milp_status", "milp_objective", "milp_bound", "milp_gap", "milp_seconds")
 # one row file holds these keys; report.py adds hindsight_return, ratio_to_optimum and ratio_to_bound
 ROW_COLUMNS = ("policy", "seed", "return", *TERM_NAMES, *KPI_NAMES, "steps", "decision_seconds_per_step", *MILP_COLUMNS)

@@ -256,6 +256,18 @@ def imbalance(net: Network, on_hand: np.ndarray, lam: float) -> float:
     return float(lam * np.sum(gap * gap))
 
 
+KPI_NAMES = (
+    "fill_rate",
+    "on_time_rate",
+    "abnormal_delay_rate",
+    "avg_delivery_days",
+    "transport_cost_per_unit",
+    "units_transferred",
+    "units_demanded",
+    "units_shipped",
+)  # the keys of episode_kpis, in order
+
+
 def episode_kpis(state: State) -> dict[str, float]:
     """Indicators of Table 3 of the paper, over the episode so far."""
     k = state.kpi

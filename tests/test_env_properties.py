@@ -286,3 +286,14 @@ def test_no_future_realization_leaks_into_today(preset, env_id, seed, day_fracti
         obs_b, _, _, _, info_b = b.step(action)
     if t + 1 < scenario.horizon_days:  # the changed future does show up once it is today
         assert not np.array_equal(obs_a, obs_b)
+
+
+def test_kpi_names_list_the_episode_kpis_in_order():
+    from envs.dynamics import KPI_NAMES
+
+    env = gym.make("CrossBorderDispatch-v0", scenario="tiny")
+    env.reset(seed=0)
+    done, info = False, {}
+    while not done:
+        _, _, done, _, info = env.step(np.zeros(env.action_space.shape, dtype=np.int64))
+    assert tuple(info["episode_kpis"]) == KPI_NAMES
