@@ -155,7 +155,7 @@ def solve_hindsight(
     real = realization_of(scen, seed_or_realization)
     model = build_hindsight(scen, real, env_id, eq5_cuts=eq5_cuts)
     left = None if time_limit is None else max(time_limit - model.build_seconds, 1e-3)
-    sol = solve_model(model, time_limit=left, mip_gap=mip_gap)
+    sol = solve_model(model, time_limit=left, mip_gap=mip_gap, decompose=True)
     plan = plan_actions(model, sol.lot_choice, sol.transfer_choice)
     objective, terms = sol.objective, sol.terms
     extra = {"eq5_cuts": len(model.cut_segments)}

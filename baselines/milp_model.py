@@ -34,7 +34,7 @@ Why this is the env exactly (the contract of ``tests/test_contract.py``):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import highspy
 import numpy as np
@@ -172,16 +172,19 @@ class DispatchModel:
     term_const: dict[str, float]  # per reward term: the part no decision changes (lost sales of all lots)
     x_cols: np.ndarray  # [n_x] column ids of x
     x_day: np.ndarray  # [n_x] planned day
-    x_slot: np.ndarray  # [n_x] lot slot
+    x_slot: np.ndarray  # [n_x] lot slot (the first slot of its group of identical lots)
     x_choice: np.ndarray  # [n_x] env choice (1 + lane index within the region)
     y_cols: np.ndarray  # [n_y] column ids of y
     y_day: np.ndarray
     y_slot: np.ndarray  # [n_y] transfer slot l*K + k
     y_level: np.ndarray  # [n_y] level index (>= 1)
+    lot_rep: np.ndarray  # [T', R*K*J] first slot of each lot's group of identical lots (itself if alone)
+    lot_count: np.ndarray  # [T', R*K*J] lots in the group a slot heads (0 for the other members)
     inv_cols: np.ndarray  # [T', W, K] column ids of inv
     e_cols: np.ndarray  # [n_e] column ids of e
     e_index: tuple[np.ndarray, np.ndarray, np.ndarray]  # (t, w, k) of each e column
     inv_upper: np.ndarray  # [T', W, K] the upper bound used for inv (and as big-M)
+    capacity_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # rows coupling SKUs
     cut_segments: set = field(default_factory=set)  # (e column, i) of every Eq.5 cut in the model
     build_seconds: float = 0.0
 
@@ -259,13 +262,17 @@ def build_model(net: Network, data: PlanInput, decisions: str, lam: float, eq5_c
     if not routes:  # the fixed rule of CrossBorderTransfer-v0: the home lane only
         home = _home_choice(net)
         allowed &= np.arange(table.shape[1])[None, None, :] == home[None, :, None]
+    # identical lots (same day, region, SKU and size) are interchangeable when routing is free: one integer
+    # column per (day, group, choice) counts the group's lots shipped on that lane (breaks the symmetry)
+    lot_rep, lot_count = _lot_groups(data.lots, net.J, aggregate=routes)
+    allowed &= (lot_rep == np.arange(net.n_lots)[None, :])[:, :, None]
     x_day, x_slot, x_choice = np.nonzero(allowed)
     x_lane = table[x_slot, x_choice]
     x_size = data.lots[x_day, x_slot].astype(np.float64)
     x_sku = net.lot_sku[x_slot]
     x_wh = net.dl_warehouse[x_lane]
     x_cols = cols.add(
-        len(x_day), 0.0, 1.0, True,
+        len(x_day), 0.0, lot_count[x_day, x_slot], True,
         eq1_route_cost=x_size * data.unit_route_cost[x_day, x_lane],
         eq2_allocation_revenue=x_size * net.unit_profit[x_sku],
         eq4_delay_penalty=x_size * data.unit_delay_penalty[x_day, x_lane],
@@ -318,6 +325,17 @@ def build_model(net: Network, data: PlanInput, decisions: str, lam: float, eq5_c
         start_ub[t] = np.minimum(start_ub[t], position_ub[t][:, None])
     start_ub[0] = np.maximum(start_ub[0], 0)
 
+    # ---- dominance: a transfer that arrives after the last planned day only costs money and lowers its origin's
+    #      stock. With free routing, dropping it keeps every other action feasible (more origin stock, less in
+    #      transit) and changes only Eq.5 at the origin, by at most sum_t' max(0, f(ub) - f(ub - q)) (f convex);
+    #      if that cannot repay its cost, y = 0 loses nothing. Not when the origin also receives transfers
+    #      (its lower stock could make room for them) nor with the fixed routing rule (more stock ships more lots).
+    if routes and len(y_day):
+        dominated = _dominated_transfers(net, data, lam, start_ub, y_day, y_origin, y_sku, y_q, y_arrive, cols)
+        y_upper = cols.upper[1]
+        if len(y_upper) == len(y_day) and dominated.any():
+            cols.upper[1] = np.where(dominated, 0.0, y_upper)
+
     # ---- inv[t, w, k] = end-of-day on hand
     inv_cols = cols.add(T * W * K, 0.0, start_ub.reshape(-1), False).reshape(T, W, K)
 
@@ -337,16 +355,18 @@ def build_model(net: Network, data: PlanInput, decisions: str, lam: float, eq5_c
     rows.entries(bal[y_arrive[arrives], y_dest[arrives], y_sku[arrives]], y_cols[arrives], -y_q[arrives])
 
     # ---- one choice per lot slot and per transfer slot: sum_c x[t,s,c] <= 1, sum_v y[t,l,k,v] <= 1
-    for day, slot, ids in ((x_day, x_slot, x_cols), (y_day, y_slot, y_cols)):
+    #      (an aggregated lot group: sum_c x[t,g,c] <= its number of lots)
+    for day, slot, ids, count in ((x_day, x_slot, x_cols, lot_count), (y_day, y_slot, y_cols, None)):
         if len(ids):
             group, inverse = np.unique(np.stack([day, slot]), axis=1, return_inverse=True)
-            r = rows.add(group.shape[1], -_INF, 1.0)
+            r = rows.add(group.shape[1], -_INF, 1.0 if count is None else count[group[0], group[1]])
             rows.entries(r[inverse.ravel()], ids, 1.0)
 
     # ---- capacity, on days a transfer may enter d:
     #      sum_k (inv[t,d,k] + out[t,d,k]) + sum_{t'<=t, t'+lead>t} q y_in[t',d] <= cap[d] - inbound(>t)[d]
     #      (on hand after lots + everything in transit to d; when position may already exceed capacity
     #      without a transfer, the row holds only if one enters: + M u[t,d] <= ... + M, y_in[t,d] <= u[t,d])
+    capacity_rows: list[int] = []  # the only rows that couple SKUs
     for t, d in sorted({(int(a), int(b)) for a, b in zip(y_day, y_dest, strict=True)}):
         entering = np.flatnonzero((y_day == t) & (y_dest == d))
         in_transit = np.flatnonzero((y_dest == d) & (y_day <= t) & (y_arrive > t))
@@ -358,6 +378,7 @@ def build_model(net: Network, data: PlanInput, decisions: str, lam: float, eq5_c
             big_m = float(position_ub[t, d] + _best_total(y_slot[entering], y_q[entering]))
             big_m -= float(future_inbound[t + 1, d].sum()) + room
         r = rows.add(1, -_INF, room + big_m)
+        capacity_rows.append(int(r[0]))
         rows.entries(np.repeat(r, K), inv_cols[t, d], 1.0)
         rows.entries(np.repeat(r, len(leaving)), y_cols[leaving], y_q[leaving])
         rows.entries(np.repeat(r, len(in_transit)), y_cols[in_transit], y_q[in_transit])
@@ -419,9 +440,10 @@ def build_model(net: Network, data: PlanInput, decisions: str, lam: float, eq5_c
         net=net, data=data, decisions=decisions, lam=float(lam), highs=h, n_cols=cols.n, n_rows=rows.n,
         n_integers=int(integer.sum()), term_coef=term_coef,
         term_const={name: (lost_const if name == "lost_sales" else 0.0) for name in TERM_NAMES},
-        x_cols=x_cols, x_day=x_day, x_slot=x_slot, x_choice=x_choice,
+        x_cols=x_cols, x_day=x_day, x_slot=x_slot, x_choice=x_choice, lot_rep=lot_rep, lot_count=lot_count,
         y_cols=y_cols, y_day=y_day, y_slot=y_slot, y_level=y_level,
         inv_cols=inv_cols, e_cols=e_cols, e_index=(e_t, e_w, e_k), inv_upper=start_ub,
+        capacity_rows=np.array(capacity_rows, dtype=np.int64),
     )  # fmt: skip
     # ---- Eq.5 cuts: all integer segments [i, i+1] below the bound, or a few around the target
     ub = start_ub[e_t, e_w, e_k].astype(np.int64)
@@ -439,6 +461,43 @@ def build_model(net: Network, data: PlanInput, decisions: str, lam: float, eq5_c
     model.add_eq5_cuts(pos, seg)
     model.build_seconds = time.perf_counter() - t0
     return model
+
+
+def _dominated_transfers(net, data, lam, start_ub, y_day, y_origin, y_sku, y_q, y_arrive, cols) -> np.ndarray:
+    """Transfers (y columns) that arrive after the plan and whose Eq.2 cost exceeds any Eq.5 gain at the origin."""
+    T = data.days
+    coef = np.asarray(cols.terms["eq2_allocation_revenue"][1], dtype=np.float64)  # the y block (x came first)
+    out = np.zeros(len(y_day), dtype=bool)
+    receivers = set(np.asarray(net.tl_destination).tolist())
+    target = net.target_stock.astype(np.float64)
+    for j in np.flatnonzero(y_arrive >= T):
+        o, k, q, t = int(y_origin[j]), int(y_sku[j]), float(y_q[j]), int(y_day[j])
+        if o in receivers or coef[j] >= 0:
+            continue
+        gain = 0.0
+        if target[o, k] > 0 and lam > 0:
+            ub = start_ub[t:, o, k]
+            diff = eq5_value(lam, target[o, k], ub) - eq5_value(lam, target[o, k], np.maximum(ub - q, 0.0))
+            gain = float(np.maximum(diff, 0.0).sum())
+        out[j] = coef[j] + gain < 0
+    return out
+
+
+def _lot_groups(lots: np.ndarray, J: int, aggregate: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(rep, count)``, both ``[T', R*K*J]``: the first slot of each lot's group of identical lots (same day,
+    region, SKU and size: slots ``(r, k, 0..J-1)`` are consecutive) and, on that first slot, the group's size."""
+    T, S = lots.shape
+    slots = np.broadcast_to(np.arange(S), (T, S))
+    if not aggregate or J <= 1:
+        return slots.copy(), np.ones((T, S), dtype=np.int64)
+    by_j = lots.reshape(T, S // J, J)
+    first = np.tile(np.arange(J), (T, S // J, 1))
+    for j in range(J - 1, -1, -1):  # last pass wins: the smallest j' with the same size
+        first = np.where(by_j == by_j[:, :, j : j + 1], j, first)
+    rep = (slots.reshape(T, S // J, J) - np.arange(J) + first).reshape(T, S)
+    count = np.zeros((T, S), dtype=np.int64)
+    np.add.at(count, (np.repeat(np.arange(T), S), rep.ravel()), 1)
+    return rep, count
 
 
 def _best_total(slots: np.ndarray, q: np.ndarray) -> float:
@@ -489,6 +548,7 @@ def solve_model(
     mip_gap: float = 0.0,
     max_rounds: int = 200,
     threads: int | None = None,
+    decompose: bool = False,
 ) -> Solution:
     """Solve, adding violated Eq.5 cuts until none is left (each round warm-started from the last plan).
 
@@ -500,6 +560,17 @@ def solve_model(
         raise ValueError(f"time_limit={time_limit!r} must be > 0 seconds or None")
     if not 0.0 <= mip_gap < 1.0:
         raise ValueError(f"mip_gap={mip_gap!r} must be in [0, 1)")
+    t0 = time.perf_counter()
+    if decompose and model.decisions != "transfers" and model.net.K > 1:
+        status, values, bound, rounds = _solve_by_sku(model, time_limit, mip_gap, max_rounds, threads)
+    else:
+        status, values, bound, rounds = _solve_loop(model, time_limit, mip_gap, max_rounds, threads)
+    seconds = time.perf_counter() - t0
+    return _solution(model, values, status, bound, seconds, rounds)
+
+
+def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads):
+    """HiGHS plus the Eq.5 cut loop on ``model.highs``: ``(status, values or None, bound, rounds)``."""
     h = model.highs
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     h.setOptionValue("mip_abs_gap", 1e-9)
@@ -539,8 +610,78 @@ def solve_model(
             break  # the cuts are in: e sits below them only by the solver's feasibility tolerance
         values = _raise_e(model, values)
         h.setSolution(len(values), np.arange(len(values), dtype=np.int32), values)
-    seconds = time.perf_counter() - t0
-    return _solution(model, values, status, bound, seconds, rounds)
+    return status, values, bound, rounds
+
+
+
+def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads):
+    """Exact decomposition by SKU: without its capacity rows the model is one independent problem per SKU.
+
+    Each SKU is solved alone (the other SKUs' lots and transfers fixed to 0: their part is then the do-nothing
+    value ``d_j``), so ``sum_k bound_k - (K - 1) * D`` (``D`` = do-nothing return) bounds the optimum of the
+    model without capacity rows, hence of the model. The SKU plans together are then checked against the full
+    model (x, y fixed, the rest solved): if every capacity row holds, that plan is optimal (within ``mip_gap``).
+    Otherwise the full model is solved with the time left, and the SKU bound kept if it is lower (with a time
+    limit, the SKUs share at most half of it; a SKU stopped by its share still contributes its bound).
+    """
+    t0 = time.perf_counter()
+    K = model.net.K
+    x_sku = model.net.lot_sku[model.x_slot]
+    y_sku = model.y_slot % K
+    fixed_x, fixed_y = np.zeros(len(model.x_cols)), np.zeros(len(model.y_cols))
+    _, dn_values = _fixed_plan_values(model, fixed_x, fixed_y)
+    do_nothing = _solution(model, dn_values, "optimal", 0.0, 0.0, 0).objective
+    total_bound, rounds, ok = -(K - 1) * do_nothing, 0, dn_values is not None
+    bounded = ok
+    for k in range(K if ok else 0):
+        lp = model.highs.getLp()
+        upper = np.array(lp.col_upper_)
+        upper[model.x_cols[x_sku != k]] = 0.0
+        upper[model.y_cols[y_sku != k]] = 0.0
+        lp.col_upper_ = upper
+        row_lower, row_upper = np.array(lp.row_lower_), np.array(lp.row_upper_)
+        row_lower[model.capacity_rows], row_upper[model.capacity_rows] = -_INF, _INF
+        lp.row_lower_, lp.row_upper_ = row_lower, row_upper
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.passModel(lp)
+        sub = replace(model, highs=h, cut_segments=set(model.cut_segments))
+        # with a time limit, the SKUs share at most half of it (the rest is left for the whole model)
+        left = None if time_limit is None else (0.5 * time_limit - (time.perf_counter() - t0)) / (K - k)
+        if left is not None and left <= 0:
+            bounded = False
+            break
+        status, values, bound, r = _solve_loop(sub, left, mip_gap, max_rounds, threads)
+        rounds += r
+        total_bound += bound  # a bound even when the SKU stopped on its limit
+        if status != "optimal" or values is None:
+            ok = False
+            continue
+        fixed_x[x_sku == k] = np.rint(values[model.x_cols[x_sku == k]])
+        fixed_y[y_sku == k] = np.rint(values[model.y_cols[y_sku == k]])
+    if ok and bounded:
+        feasible, values = _fixed_plan_values(model, fixed_x, fixed_y)
+        if feasible:
+            return "optimal", values, total_bound, rounds
+    left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 1e-3)
+    status, values, bound, r = _solve_loop(model, left, mip_gap, max_rounds, threads)
+    return status, values, (min(bound, total_bound) if bounded else bound), rounds + r
+
+
+def _fixed_plan_values(model: DispatchModel, x: np.ndarray, y: np.ndarray) -> tuple[bool, np.ndarray | None]:
+    """Solve the full model with x and y fixed (the rest follows): ``(feasible, column values)``."""
+    lp = model.highs.getLp()
+    lower, upper = np.array(lp.col_lower_), np.array(lp.col_upper_)
+    lower[model.x_cols] = upper[model.x_cols] = x
+    lower[model.y_cols] = upper[model.y_cols] = y
+    lp.col_lower_, lp.col_upper_ = lower, upper
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return False, None
+    return True, np.array(h.getSolution().col_value)
 
 
 def simple_bound(model: DispatchModel) -> float:
@@ -551,6 +692,7 @@ def simple_bound(model: DispatchModel) -> float:
     net = model.net
     best_lot = np.zeros((model.data.days, net.n_lots))
     np.maximum.at(best_lot, (model.x_day, model.x_slot), obj[model.x_cols])
+    best_lot *= model.lot_count
     best_transfer = np.zeros((model.data.days, net.L * net.K))
     np.maximum.at(best_transfer, (model.y_day, model.y_slot), obj[model.y_cols])
     return float(best_lot.sum() + best_transfer.sum() - model.term_const["lost_sales"])
@@ -574,6 +716,25 @@ def _raise_e(model: DispatchModel, values: np.ndarray) -> np.ndarray:
     return out
 
 
+def _lot_choices(model: DispatchModel, x: np.ndarray) -> np.ndarray:
+    """Env choice per lot slot ``[T', R*K*J]`` from the x counts: a group's lots take its shipped choices in slot
+    order (they are identical, so any assignment has the same return, and the env ships them all iff they fit)."""
+    out = np.zeros(model.lot_rep.shape, dtype=np.int64)
+    used: dict[tuple[int, int], int] = {}
+    members: dict[tuple[int, int], np.ndarray] = {}
+    for i in np.flatnonzero(x > 0):
+        key = (int(model.x_day[i]), int(model.x_slot[i]))
+        if key not in members:
+            members[key] = np.flatnonzero(model.lot_rep[key[0]] == key[1])
+        start = used.get(key, 0)
+        take = members[key][start : start + int(x[i])]
+        if len(take) < x[i]:
+            raise MilpError(f"lot group {key} ships {int(x[i])} lots past its {len(members[key])}: a model bug")
+        out[key[0], take] = model.x_choice[i]
+        used[key] = start + int(x[i])
+    return out
+
+
 def _solution(model: DispatchModel, values, status: str, bound: float, seconds: float, rounds: int) -> Solution:
     net, T = model.net, model.data.days
     lot_choice = np.zeros((T, net.n_lots), dtype=np.int64)
@@ -581,9 +742,9 @@ def _solution(model: DispatchModel, values, status: str, bound: float, seconds: 
     found = values is not None
     if not found:  # a time limit before any incumbent: the do-nothing plan (always feasible in the env)
         values = np.zeros(model.n_cols)
-    x = np.rint(values[model.x_cols]) > 0.5
+    x = np.maximum(np.rint(values[model.x_cols]), 0).astype(np.int64)
     y = np.rint(values[model.y_cols]) > 0.5
-    lot_choice[model.x_day[x], model.x_slot[x]] = model.x_choice[x]
+    lot_choice[:] = _lot_choices(model, x)
     transfer_choice[model.y_day[y], model.y_slot[y]] = model.y_level[y]
     rounded = values.copy()
     rounded[model.x_cols] = x

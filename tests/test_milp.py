@@ -55,7 +55,15 @@ def test_variables_are_the_env_actions():
     lots = real.lots(net.J).reshape(net.T, -1)
     model = build_hindsight(scen, 3, "CrossBorderDispatch-v0")
     lane_open = real.delivery_open[:, net.lot_lane_table[:, 1:]] & (net.lot_lane_table[:, 1:] >= 0)[None]
-    assert len(model.x_cols) == int((lane_open & (lots > 0)[:, :, None]).sum())
+    # identical lots (same day, region, SKU, size) share one integer column per open lane, counting them
+    heads = model.lot_count > 0
+    assert len(model.x_cols) == int((lane_open & (lots > 0)[:, :, None] & heads[:, :, None]).sum())
+    assert np.array_equal(model.lot_count.sum(axis=1), np.full(net.T, net.n_lots))
+    days = np.arange(net.T)[:, None]
+    assert np.array_equal(lots[days, model.lot_rep], lots)
+    assert np.array_equal(net.lot_sku[model.lot_rep], np.broadcast_to(net.lot_sku, lots.shape))
+    assert np.array_equal(net.lot_region[model.lot_rep], np.broadcast_to(net.lot_region, lots.shape))
+    assert model.lot_count.max() == net.J  # table1 has groups of identical lots
     n_levels = (net.transfer_qty_table > 0).sum(axis=1)  # [L*K]
     slot_lane = np.arange(net.L * net.K) // net.K
     assert len(model.y_cols) == int((real.transfer_open[:, slot_lane] * n_levels[None]).sum())
@@ -163,3 +171,33 @@ def test_solve_model_reports_status_bound_and_terms_together():
     total = sol.terms["eq2_allocation_revenue"] - sum(v for k, v in sol.terms.items() if k != "eq2_allocation_revenue")
     assert total == pytest.approx(sol.objective)
     assert sol.model_eq5 == pytest.approx(sol.terms["eq5_imbalance"], abs=1e-7)
+
+
+def test_dominated_transfers_are_only_late_costly_ones():
+    """Transfers fixed to 0 by dominance arrive after the horizon and cost money (CrossBorderDispatch-v0 only)."""
+    model = build_hindsight("table1", 0)
+    upper = np.array(model.highs.getLp().col_upper_)[model.y_cols]
+    fixed = upper == 0
+    assert fixed.any()
+    lane = model.y_slot // model.net.K
+    arrive = model.y_day + model.data.transfer_lead[model.y_day, lane]
+    assert np.all(arrive[fixed] >= model.data.days)
+    assert np.all(model.objective_coef()[model.y_cols[fixed]] < 0)
+    fixed_rule = build_hindsight("table1", 0, "CrossBorderTransfer-v0")
+    assert np.all(np.array(fixed_rule.highs.getLp().col_upper_)[fixed_rule.y_cols] == 1)
+
+
+def test_sku_decomposition_gives_the_same_optimum():
+    """table1 cut to 8 days: solved whole and SKU by SKU (then checked against the capacity rows), same optimum."""
+    from envs import Scenario
+
+    scen = Scenario.from_dict({**load_scenario("table1").to_dict(), "horizon_days": 8})
+    data = hindsight_input(scen.network, scen.sample(0), scen.delay_penalty_alpha)
+    whole = solve_model(build_model(scen.network, data, "both", scen.imbalance_lambda))
+    split = solve_model(build_model(scen.network, data, "both", scen.imbalance_lambda), decompose=True)
+    assert whole.status == split.status == "optimal"
+    assert split.objective == pytest.approx(whole.objective, rel=1e-9)
+    assert split.bound == pytest.approx(split.objective, rel=1e-9)
+    res = solve_hindsight(scen, 0)
+    total, _ = replay_plan(scen, 0, "CrossBorderDispatch-v0", res.plan)
+    assert res.status == "optimal" and total == pytest.approx(res.objective, rel=1e-9)
