@@ -646,8 +646,8 @@ def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads
         h.setOptionValue("output_flag", False)
         h.passModel(lp)
         sub = replace(model, highs=h, cut_segments=set(model.cut_segments))
-        # with a time limit, the SKUs share at most half of it (the rest is left for the whole model)
-        left = None if time_limit is None else (0.5 * time_limit - (time.perf_counter() - t0)) / (K - k)
+        # with a time limit, the SKUs share at most half of it, in turn (the rest is left for the whole model)
+        left = None if time_limit is None else 0.5 * time_limit - (time.perf_counter() - t0)
         if left is not None and left <= 0:
             bounded = False
             break

@@ -23,7 +23,7 @@ from baselines import (
     solve_hindsight,
 )
 from baselines.hindsight import HindsightResult
-from baselines.milp_model import build_model, eq5_value, hindsight_input, solve_model
+from baselines.milp_model import _solve_by_sku, build_model, eq5_value, hindsight_input, solve_model
 from envs import load_scenario
 
 
@@ -198,6 +198,9 @@ def test_sku_decomposition_gives_the_same_optimum():
     assert whole.status == split.status == "optimal"
     assert split.objective == pytest.approx(whole.objective, rel=1e-9)
     assert split.bound == pytest.approx(split.objective, rel=1e-9)
+    # the SKU bound itself (the returned bound is the lower of it and the whole model's) never cuts the optimum
+    _, _, bound, _ = _solve_by_sku(build_model(scen.network, data, "both", scen.imbalance_lambda), None, 0.0, 200, None)
+    assert bound >= whole.objective - 1e-6 * abs(whole.objective)
     res = solve_hindsight(scen, 0)
     total, _ = replay_plan(scen, 0, "CrossBorderDispatch-v0", res.plan)
     assert res.status == "optimal" and total == pytest.approx(res.objective, rel=1e-9)
