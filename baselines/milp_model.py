@@ -11,7 +11,9 @@ slots ``(l, k)`` and their quantity levels ``v``.
 
 Variables (one array per family, columns created only where the env could act):
 
-* ``x[t, s, c]`` binary: lot ``s`` of day ``t`` ships whole on choice ``c`` (lane open, lot non-empty);
+* ``x[t, s, c]`` integer in ``[0, count]``: how many lots of the group headed by slot ``s`` (the lots of day ``t``
+  with the same region, SKU and size; a group of one with fixed routing) ship whole on choice ``c`` (lane open,
+  lot non-empty); the group's lots are interchangeable, so they take the shipped choices in slot order;
 * ``y[t, l, k, v]`` binary: transfer slot ``(l, k)`` of day ``t`` is sent at level ``v`` (``q_v > 0``, lane open);
 * ``inv[t, w, k]`` continuous in ``[0, ub]``: end-of-day on hand (integer whenever ``x, y`` are);
 * ``e[t, w, k]`` continuous: Eq.5 of ``(w, k)`` on day ``t`` (pairs with ``I* > 0``);
@@ -28,7 +30,11 @@ Why this is the env exactly (the contract of ``tests/test_contract.py``):
 * in ``CrossBorderTransfer-v0`` the env ships each lot to its home lane *whenever* the stock left
   suffices (slot order): big-M rows on integer stock force ``x = 1`` then (``M`` = a stock upper bound);
 * Eq.5 is convex in integer on hand: ``e >= f(i) + (f(i+1) - f(i)) (inv - i)`` for integer ``i`` is
-  exact at integers; the cuts are added lazily by :func:`solve_model` until none is violated.
+  exact at integers; the cuts are added lazily by :func:`solve_model` until none is violated;
+* with free routing, a transfer that arrives after the last planned day and costs more than any Eq.5 gain at its
+  origin is fixed to 0 (dropping it keeps every other action feasible and loses nothing);
+* ``solve_model(decompose=True)`` (the hindsight MILP) first solves the SKUs apart (the capacity rows are the only
+  rows that couple them): a valid bound, and the optimum if the SKU plans together fit the capacity rows.
 """
 
 from __future__ import annotations
@@ -554,7 +560,9 @@ def solve_model(
 
     ``time_limit`` (seconds, all rounds) stops with the best plan, its exact objective and the best bound
     (the bound of a model with fewer cuts is still valid: it is a relaxation). ``mip_gap`` is HiGHS's
-    relative gap (0 = prove optimality). Infeasible, unbounded or solver errors raise :class:`MilpError`.
+    relative gap (0 = prove optimality). ``decompose`` first solves the SKUs apart (see :func:`_solve_by_sku`;
+    ignored for ``decisions="transfers"``, whose fixed routing rule keeps other SKUs from doing nothing).
+    Infeasible, unbounded or solver errors raise :class:`MilpError`.
     """
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit={time_limit!r} must be > 0 seconds or None")
