@@ -114,15 +114,23 @@ def replay_plan(
 
 
 def fallback_plan(
-    scenario: Scenario, real: Realization, env_id: str, do_nothing: list[np.ndarray]
+    scenario: Scenario,
+    real: Realization,
+    env_id: str,
+    do_nothing: list[np.ndarray],
+    incumbent: tuple[list[np.ndarray], float, dict[str, float]] | None = None,
 ) -> tuple[list[np.ndarray], float, dict[str, float], str]:
-    """Best of doing nothing and the greedy and base-stock heuristics on this realization, replayed through
-    the env (a feasible plan whose objective is its exact return), for a time limit hit before any incumbent."""
+    """Best of the solver's ``incumbent`` (if any), doing nothing, and the greedy and base-stock heuristics on
+    this realization, replayed through the env (a feasible plan whose objective is its exact return). Used when
+    a time limit stops the solver: before any incumbent, or with a poor one (``large``)."""
     from baselines.heuristics import HEURISTICS
     from baselines.policy import run_episode
 
-    total, terms = replay_plan(scenario, real, env_id, do_nothing)
-    best = (do_nothing, total, terms, "do-nothing")
+    if incumbent is not None:
+        best = (*incumbent, "milp")
+    else:
+        total, terms = replay_plan(scenario, real, env_id, do_nothing)
+        best = (do_nothing, total, terms, "do-nothing")
     env = gym.make(env_id, scenario=scenario)
     for name in ("greedy", "base-stock"):
         res = run_episode(env, HEURISTICS[name](scenario), int(real.seed), realization=real)
@@ -143,9 +151,10 @@ def solve_hindsight(
     """Exact optimum (or best plan within ``time_limit`` seconds) of one realization for ``env_id``.
 
     A time limit returns status ``"time_limit"`` with the best plan, bound and gap; any other
-    non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`. If the limit comes
-    before HiGHS has any plan (``large``), the plan is the best of doing nothing and the greedy and
-    base-stock heuristics, named in ``extra["fallback"]``, and the bound at least a solve-free one
+    non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`. When the limit stops
+    the solver, the plan is the best of its incumbent (if any), doing nothing, and the greedy and
+    base-stock heuristics (``extra["fallback"]`` names a heuristic or do-nothing when one wins: on
+    ``large`` the solver's incumbent can be far worse), and the bound is at least a solve-free one
     (:func:`baselines.milp_model.simple_bound`).
     """
     t0 = time.perf_counter()
@@ -159,8 +168,11 @@ def solve_hindsight(
     plan = plan_actions(model, sol.lot_choice, sol.transfer_choice)
     objective, terms = sol.objective, sol.terms
     extra = {"eq5_cuts": len(model.cut_segments)}
-    if not sol.found_plan:  # no incumbent before the limit: the best of simple feasible plans, scored by the env
-        plan, objective, terms, extra["fallback"] = fallback_plan(scen, real, env_id, plan)
+    if sol.status != "optimal":  # stopped early: keep the best of the incumbent and simple feasible plans
+        incumbent = (plan, objective, terms) if sol.found_plan else None
+        plan, objective, terms, source = fallback_plan(scen, real, env_id, plan, incumbent)
+        if source != "milp":
+            extra["fallback"] = source
     bound = max(sol.bound, objective)
     return HindsightResult(
         status=sol.status,

@@ -97,6 +97,21 @@ def test_time_limit_on_large_returns_a_plan_bound_and_gap():
     assert total == pytest.approx(res.objective, rel=1e-6)
 
 
+@pytest.mark.parametrize(("preset", "limit"), [("table1", 0.5), ("large", 3.0)])
+def test_time_limited_plan_is_never_worse_than_the_heuristics(preset, limit):
+    """A solver stopped early may hold a poor incumbent (large); the result keeps the best feasible plan."""
+    from baselines.heuristics import HEURISTICS
+    from baselines.policy import run_episode
+
+    res = solve_hindsight(preset, 2, time_limit=limit)
+    assert res.status == "time_limit"
+    env = gym.make("CrossBorderDispatch-v0", scenario=preset)
+    for name in ("greedy", "base-stock"):
+        assert res.objective >= run_episode(env, HEURISTICS[name](preset), 2).episode_return - 1e-9, name
+    total, _ = replay_plan(preset, 2, "CrossBorderDispatch-v0", res.plan)
+    assert total == pytest.approx(res.objective, rel=1e-6)
+
+
 def test_exported_mps_gives_cbc_the_same_optimum(tmp_path):
     for env_id in ("CrossBorderDispatch-v0", "CrossBorderTransfer-v0"):
         res = solve_hindsight("tiny", 2, env_id)
