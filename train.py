@@ -31,15 +31,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import shlex
-import subprocess
 import sys
 import time
 import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -58,9 +55,9 @@ from agents.config import ConfigError, PPOConfig
 from agents.factory import build_model, load_model, make_normalized_vec_env
 from agents.policy import CONFIG_FILE, STATS_FILE, save_agent
 from agents.pretrain import pretrain
+from baselines.provenance import package_versions
 from envs.scenario import load_scenario
 
-PACKAGES = ("numpy", "torch", "gymnasium", "stable_baselines3", "sb3_contrib", "highspy", "pandas", "pydantic")
 RESUMABLE_FIELDS = ("total_timesteps", "eval_freq", "checkpoint_freq")  # what --resume may change
 
 
@@ -137,21 +134,6 @@ def resolve(argv: list[str]) -> tuple[Args, PPOConfig, Path]:
     if not args.resume and latest_checkpoint(out) is not None:
         raise ConfigError(f"{str(out)!r} already holds a run; add --resume to continue it, or choose another --out")
     return args, config, out
-
-
-def package_versions() -> dict:
-    versions = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
-        versions["git_commit"] = commit.stdout.strip() or None
-    except OSError:
-        versions["git_commit"] = None
-    return versions
 
 
 def write_yaml(path: Path, data: dict) -> None:

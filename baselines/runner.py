@@ -27,14 +27,11 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -45,6 +42,7 @@ import yaml
 import envs
 from baselines import POLICY_NAMES, cached_hindsight, make_policy
 from baselines.policy import EpisodeResult, run_episode
+from baselines.provenance import package_versions
 from envs.dynamics import KPI_NAMES, TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario
 
@@ -57,19 +55,6 @@ REPLAY_RTOL = 1e-6  # the exactness contract: the hindsight plan replays to its 
 CONFIG_FILE = "config.json"
 SCENARIO_FILE = "scenario.yaml"
 ROWS_DIR = "rows"
-VERSIONED_PACKAGES = (
-    "crossborder-dispatch",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "gymnasium",
-    "highspy",
-    "torch",
-    "stable-baselines3",
-    "sb3-contrib",
-    "matplotlib",
-    "pydantic",
-)
 _UMASK = os.umask(0o22)  # read the process umask (the only way is to set it) ...
 os.umask(_UMASK)  # ... and put it back at once
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # safe in file names and CSV headers
@@ -341,27 +326,6 @@ def init_out(out: Path, run: EvalRun, report_config: dict) -> list[str]:
     write_if_changed(config, (json.dumps(doc, indent=1) + "\n").encode())
     write_if_changed(out / SCENARIO_FILE, yaml.safe_dump(run.scenario.to_dict(), sort_keys=False).encode())
     return warnings
-
-
-def package_versions() -> dict:
-    packages = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    try:
-        here = Path(__file__).resolve().parent
-        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        commit = git.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "git_commit": commit,
-        "packages": packages,
-    }
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:

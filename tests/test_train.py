@@ -60,7 +60,8 @@ def test_train_writes_every_promised_file(run_dir):
         "tiny", 2, 24, [16], 96,
     )  # fmt: skip
     versions = yaml.safe_load((run_dir / "versions.yaml").read_text())
-    assert versions["torch"].startswith("2.13.0") and versions["stable_baselines3"] and versions["sb3_contrib"]
+    packages = versions["packages"]
+    assert packages["torch"].startswith("2.13.0") and packages["stable-baselines3"] and packages["sb3-contrib"]
     assert (run_dir / "TRAIN_COMMAND.txt").read_text().startswith("python train.py --env CrossBorderDispatch-v0")
     meta = json.loads((run_dir / "agent.json").read_text())
     assert meta["num_timesteps"] == 96 and meta["scenario_name"] == "tiny"
