@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the paper's Table 3 form for these two policies (repeatable); default: the first listed policy "
         "against greedy (or against the second listed policy when greedy is first or absent)",
     )
+    p.add_argument("--rolling-window", type=int, default=None, help="rolling-milp look-ahead in days (default: 21)")
+    p.add_argument(
+        "--rolling-time-limit", type=float, default=None, help="rolling-milp seconds per daily solve (default: 2)"
+    )
+    p.add_argument("--rolling-mip-gap", type=float, default=None, help="rolling-milp relative MIP gap (default: 0.01)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
     return p
 
@@ -90,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # 1. validate everything before touching the disk
     try:
-        run = runner.resolve_run(args.scenario, args.env, args.policies, args.seeds, args.time_limit, args.cache_dir)
+        rolling = {"window": args.rolling_window, "time_limit": args.rolling_time_limit, "mip_gap": args.rolling_mip_gap}
+        run = runner.resolve_run(
+            args.scenario, args.env, args.policies, args.seeds, args.time_limit, args.cache_dir, rolling
+        )
         compares = parse_compare(args.compare, run.labels)
         if args.workers < 1:
             raise EvaluateError(f"--workers: {args.workers} must be an integer >= 1")

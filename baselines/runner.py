@@ -31,7 +31,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -42,6 +42,7 @@ import yaml
 import envs
 from baselines import POLICY_NAMES, cached_hindsight, make_policy
 from baselines.policy import EpisodeResult, run_episode
+from baselines.rolling import RollingHorizonPolicy
 from baselines.provenance import package_versions
 from envs.dynamics import KPI_NAMES, TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario
@@ -96,10 +97,14 @@ class PolicySpec:
     checkpoint: str | None = None  # agent directory or model.zip, for kind "agent"
     checkpoint_sha256: str | None = None  # of every file of the checkpoint directory, for kind "agent"
     forecast_days: int | None = None  # env argument the agent was trained with, for kind "agent"
+    options: tuple[tuple[str, object], ...] = ()  # resolved keyword arguments of a built-in policy (rolling-milp)
 
     def identity(self) -> dict:
         """What must match for rows of an earlier run to be reused (a moved checkpoint is the same agent)."""
-        return {"label": self.label, "kind": self.kind, "checkpoint_sha256": self.checkpoint_sha256}
+        out = {"label": self.label, "kind": self.kind, "checkpoint_sha256": self.checkpoint_sha256}
+        if self.options:
+            out["options"] = dict(self.options)
+        return out
 
 
 def builtin_policy_names() -> list[str]:
@@ -192,11 +197,14 @@ def resolve_run(
     seeds: str,
     time_limit: float | None = None,
     cache_dir: str = ".cache/hindsight",
+    rolling: dict | None = None,
 ) -> EvalRun:
     """Validate every input before any work: raises :class:`EvaluateError` naming the option at fault.
 
     Agents are loaded here once, to check that each fits the env id, observation and action
     space; an agent trained on another scenario of the same shape is allowed, with a warning.
+    ``rolling`` sets the rolling-horizon MILP's ``window``, ``time_limit`` and ``mip_gap`` (``None`` values
+    keep its defaults); the resolved values are part of the run's identity.
     """
     if env_id not in envs.ENV_IDS:
         raise EvaluateError(f"--env: {env_id!r} is not an env id; allowed: {list(envs.ENV_IDS)}")
@@ -210,15 +218,38 @@ def resolve_run(
         raise EvaluateError(f"--time-limit: {time_limit!r} must be a number of seconds > 0 (or omitted: no limit)")
     warnings: list[str] = []
     checked: list[PolicySpec] = [PolicySpec(HINDSIGHT, "hindsight")]
+    options = rolling_options(rolling or {}, any(spec.label == RollingHorizonPolicy.name for spec in specs))
     for spec in specs:
         if spec.kind == "agent":
             spec, warning = _check_agent(spec, resolved, env_id)
             warnings.extend(warning)
+        if spec.label == RollingHorizonPolicy.name:
+            spec = replace(spec, options=options)
         if spec.kind != "hindsight":
             checked.append(spec)
     return EvalRun(
         resolved, env_id, tuple(checked), seed_list, time_limit, str(cache_dir), str(scenario), tuple(warnings)
     )
+
+
+ROLLING_FLAGS = {"window": "--rolling-window", "time_limit": "--rolling-time-limit", "mip_gap": "--rolling-mip-gap"}
+
+
+def rolling_options(given: dict, listed: bool) -> tuple[tuple[str, object], ...]:
+    """The rolling-horizon MILP's resolved options (defaults filled in), checked; errors name the flag."""
+    unknown = sorted(set(given) - set(ROLLING_FLAGS))
+    if unknown:
+        raise EvaluateError(f"rolling options {unknown} are not allowed; allowed: {list(ROLLING_FLAGS)}")
+    set_flags = [ROLLING_FLAGS[k] for k, v in given.items() if v is not None]
+    if set_flags and not listed:
+        raise EvaluateError(f"{set_flags[0]}: set, but rolling-milp is not in --policies; add it or drop the option")
+    options = {**RollingHorizonPolicy.DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    try:
+        RollingHorizonPolicy.check_options(**options)
+    except ValueError as err:
+        name = str(err).split("=", 1)[0]
+        raise EvaluateError(f"{ROLLING_FLAGS.get(name, name)}: {err}") from None
+    return tuple(options.items())
 
 
 def _check_agent(spec: PolicySpec, scenario: Scenario, env_id: str) -> tuple[PolicySpec, list[str]]:
@@ -533,7 +564,7 @@ def _build_policy(spec: PolicySpec, run: EvalRun):
         from agents import load_agent
 
         return load_agent(spec.checkpoint, name=spec.label)
-    return make_policy(spec.label, run.scenario, run.env_id)
+    return make_policy(spec.label, run.scenario, run.env_id, **dict(spec.options))
 
 
 def _episode_row(label: str, seed: int, result: EpisodeResult) -> dict:

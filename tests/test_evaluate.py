@@ -191,6 +191,26 @@ def test_scenario_file_and_other_env_ids(env_id, cache_dir, tmp_path):
     assert config["run"]["env_id"] == env_id and config["run"]["scenario"]["name"] == "tiny"
 
 
+def test_rolling_options_reach_the_policy_and_the_run_identity(cache_dir, tmp_path):
+    """--rolling-window changes what rolling-milp plays and is part of the run: a resume with another is refused."""
+    def run(window: str, out: Path) -> tuple[int, str]:
+        args = ["--scenario", "tiny", "--policies", "rolling-milp", "--seeds", "0-3", "--out", str(out),
+                "--workers", "1", "--cache-dir", str(cache_dir), "--rolling-window", window]  # fmt: skip
+        code, _, stderr = run_main(args)
+        return code, " ".join(stderr.split())
+
+    assert run("1", tmp_path / "w1")[0] == 0 and run("3", tmp_path / "w3")[0] == 0
+    configs = [json.loads((tmp_path / w / "config.json").read_text()) for w in ("w1", "w3")]
+    [opts1, opts3] = [[p for p in c["run"]["policies"] if p["label"] == "rolling-milp"][0]["options"] for c in configs]
+    assert dict(opts1) == {"window": 1, "time_limit": 2.0, "mip_gap": 0.01} and dict(opts3)["window"] == 3
+    returns = [pd.read_csv(tmp_path / w / "episodes.csv").query("policy == 'rolling-milp'")["return"] for w in ("w1", "w3")]
+    assert not np.allclose(returns[0].to_numpy(), returns[1].to_numpy())  # a 1-day window cannot see transfers pay off
+    before = snapshot(tmp_path / "w1")
+    code, message = run("3", tmp_path / "w1")
+    assert code == 2 and "--out" in message and "policies" in message
+    assert snapshot(tmp_path / "w1") == before
+
+
 def test_statistics_helpers():
     assert report.interquartile_mean(np.array([100.0, 1.0, 2.0, 3.0, 4.0, -50.0, 5.0, 6.0])) == pytest.approx(3.5)
     assert report.win_rate(np.array([2.0, 1.0, 3.0, 0.0]), np.array([1.0, 1.0, 4.0, 0.0])) == pytest.approx(0.5)
@@ -299,6 +319,10 @@ def routing_agent(tmp_path_factory) -> Path:
         ({"--compare": "greedy,nobody"}, ["--compare", "'nobody' is not a policy"]),
         ({"--workers": "0"}, ["--workers", ">= 1"]),
         ({"--time-limit": "-1"}, ["--time-limit", "> 0"]),
+        ({"--rolling-window": "3"}, ["--rolling-window", "rolling-milp is not in --policies"]),
+        ({"--policies": "rolling-milp", "--rolling-window": "0"}, ["--rolling-window", "window=0", "integer >= 1"]),
+        ({"--policies": "rolling-milp", "--rolling-mip-gap": "1.5"}, ["--rolling-mip-gap", "in [0, 1)"]),
+        ({"--policies": "rolling-milp", "--rolling-time-limit": "0"}, ["--rolling-time-limit", "> 0"]),
         ({"agent": "routing"}, ["ppo=", "env id 'CrossBorderRouting-v0'", "--env is 'CrossBorderDispatch-v0'"]),
         ({"agent": "tiny", "--scenario": "table1"}, ["ppo=", "scenario 'tiny'", "does not fit scenario 'table1'"]),
     ],
