@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # 1. validate everything before touching the disk
     try:
-        rolling = {"window": args.rolling_window, "time_limit": args.rolling_time_limit, "mip_gap": args.rolling_mip_gap}
+        rolling = dict(window=args.rolling_window, time_limit=args.rolling_time_limit, mip_gap=args.rolling_mip_gap)
         run = runner.resolve_run(
             args.scenario, args.env, args.policies, args.seeds, args.time_limit, args.cache_dir, rolling
         )

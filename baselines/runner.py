@@ -42,8 +42,8 @@ import yaml
 import envs
 from baselines import POLICY_NAMES, cached_hindsight, make_policy
 from baselines.policy import EpisodeResult, run_episode
-from baselines.rolling import RollingHorizonPolicy
 from baselines.provenance import package_versions
+from baselines.rolling import RollingHorizonPolicy
 from envs.dynamics import KPI_NAMES, TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario
 
