@@ -80,11 +80,22 @@ class PPOConfig:
     clip_reward: float = _f(10.0, "clip scaled rewards to [-clip_reward, clip_reward]")
     # --- optional imitation warm start (agents/pretrain.py)
     pretrain_teacher: str | None = _f(
-        None, "heuristic to behaviour-clone before PPO (e.g. base-stock; None: PPO from scratch)"
+        None,
+        "policy to behaviour-clone before PPO: a heuristic (e.g. base-stock) or rolling-milp "
+        "(the rolling-horizon MILP, same information as the agent); None: PPO from scratch",
     )
     pretrain_episodes: int = _f(200, "teacher episodes (training seeds) for the warm start")
     pretrain_epochs: int = _f(10, "supervised passes over the teacher's steps")
     pretrain_learning_rate: float = _f(1e-3, "Adam step size of the warm start (its own optimizer)")
+    pretrain_teacher_window: int = _f(21, "rolling-milp teacher only: look-ahead days of each daily solve")
+    pretrain_teacher_time_limit: float | None = _f(
+        2.0, "rolling-milp teacher only: seconds per daily solve (None: solve to pretrain_teacher_mip_gap)"
+    )
+    pretrain_teacher_mip_gap: float = _f(1e-4, "rolling-milp teacher only: relative MIP gap of each daily solve")
+    pretrain_dagger_rounds: int = _f(
+        0, "DAgger rounds after behaviour cloning: the cloned policy plays, the teacher labels its states, refit"
+    )
+    pretrain_dagger_episodes: int = _f(10, "episodes (training seeds) the cloned policy plays per DAgger round")
     # --- bookkeeping
     eval_freq: int = _f(20_000, "timesteps between validation runs on VALIDATION_SEEDS (0: only at the end)")
     checkpoint_freq: int = _f(50_000, "timesteps between checkpoints (0: only at the end)")
@@ -120,7 +131,15 @@ class PPOConfig:
                 _is_int(getattr(self, name)) and getattr(self, name) >= 1,
                 f"{name}={getattr(self, name)!r} must be an integer >= 1",
             )
-        for name in ("forecast_days", "eval_freq", "checkpoint_freq", "pretrain_episodes", "pretrain_epochs"):
+        for name in (
+            "forecast_days",
+            "eval_freq",
+            "checkpoint_freq",
+            "pretrain_episodes",
+            "pretrain_epochs",
+            "pretrain_dagger_rounds",
+            "pretrain_dagger_episodes",
+        ):
             need(
                 _is_int(getattr(self, name)) and getattr(self, name) >= 0,
                 f"{name}={getattr(self, name)!r} must be an integer >= 0",
@@ -159,16 +178,41 @@ class PPOConfig:
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)} must be > 0")
         for name in ("ent_coef", "vf_coef"):
             need(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be >= 0")
+        need(
+            _is_int(self.pretrain_teacher_window) and self.pretrain_teacher_window >= 1,
+            f"pretrain_teacher_window={self.pretrain_teacher_window!r} must be an integer >= 1 (days of the "
+            f"rolling-milp teacher's look-ahead; table1 transfers need 14-21, its sea leads are 8-17 days)",
+        )
+        need(
+            self.pretrain_teacher_time_limit is None
+            or (isinstance(self.pretrain_teacher_time_limit, int | float) and self.pretrain_teacher_time_limit > 0),
+            f"pretrain_teacher_time_limit={self.pretrain_teacher_time_limit!r} must be > 0 (seconds per daily "
+            "solve of the rolling-milp teacher) or None (no limit)",
+        )
+        need(
+            isinstance(self.pretrain_teacher_mip_gap, int | float) and 0 <= self.pretrain_teacher_mip_gap < 1,
+            f"pretrain_teacher_mip_gap={self.pretrain_teacher_mip_gap!r} must be in [0, 1) (relative MIP gap)",
+        )
         if self.pretrain_teacher is not None:
-            from baselines.heuristics import HEURISTICS
+            from baselines import POLICY_NAMES
 
             need(
-                self.pretrain_teacher in HEURISTICS,
-                f"pretrain_teacher={self.pretrain_teacher!r} is not allowed; allowed: {list(HEURISTICS)} or None",
+                self.pretrain_teacher in POLICY_NAMES,
+                f"pretrain_teacher={self.pretrain_teacher!r} is not allowed; allowed: {list(POLICY_NAMES)} or None",
             )
             need(
                 self.pretrain_episodes >= 1 and self.pretrain_epochs >= 1,
                 "pretrain_episodes and pretrain_epochs must be >= 1 with a pretrain_teacher",
+            )
+            need(
+                self.pretrain_dagger_rounds == 0 or self.pretrain_dagger_episodes >= 1,
+                f"pretrain_dagger_episodes={self.pretrain_dagger_episodes} must be >= 1 with "
+                f"pretrain_dagger_rounds={self.pretrain_dagger_rounds}",
+            )
+        else:
+            need(
+                self.pretrain_dagger_rounds == 0,
+                f"pretrain_dagger_rounds={self.pretrain_dagger_rounds} needs a pretrain_teacher to label the states",
             )
         need(
             self.hindsight_time_limit is None or self.hindsight_time_limit > 0,

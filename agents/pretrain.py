@@ -1,19 +1,32 @@
-"""Optional imitation warm start: behaviour cloning of a heuristic before PPO (``pretrain_teacher``).
+"""Optional imitation warm start: behaviour cloning of a teacher policy before PPO (``pretrain_teacher``).
 
 PPO from scratch on ``table1`` (55 action slots, one scalar reward per day) spends its first
-hundreds of thousands of steps rediscovering what the greedy rule knows. With
-``pretrain_teacher: base-stock`` the policy first imitates that heuristic on training seeds
-(masked log-likelihood of its actions), and the value head regresses the teacher's discounted
-returns, so PPO starts from the heuristic's level and its value estimates are not random.
+hundreds of thousands of steps rediscovering what the greedy rule knows. With a
+``pretrain_teacher`` the policy first imitates a teacher on training seeds (masked
+log-likelihood of its actions), and the value head regresses the discounted returns of the
+episodes played, so PPO starts from the teacher's level and its value estimates are not random.
+
+Teachers: any heuristic (``base-stock``, ``greedy``, ...) or ``rolling-milp``, the rolling-horizon
+MILP (``baselines/rolling.py``; options ``pretrain_teacher_window``, ``pretrain_teacher_time_limit``,
+``pretrain_teacher_mip_gap``). The rolling MILP sees only what a policy sees (today's view and the
+scenario's forecast), so it is a realizable teacher, not an oracle: cloning it leaks no hindsight.
+It costs a MILP solve per day, so its episodes are few; ``pretrain_dagger_rounds`` then adds DAgger
+rounds (Ross et al., 2011): the cloned policy plays ``pretrain_dagger_episodes`` episodes
+(deterministically, as it is evaluated), the teacher labels every state it visits, and the policy
+is refitted on everything gathered so far, so it learns to recover from its own mistakes. Refits
+are not monotone, so the last one is scored like the others (the learner alone on the next
+training episodes) and the iterate with the best mean return on training seeds is kept.
 
 Everything stays consistent with training: the episodes use the training seed range
 (``TrainingSeeds``, a stream of its own), observations feed ``VecNormalize``'s running
 mean/std, and rewards are scaled exactly as ``VecNormalize`` would (running std of the
-discounted return) before the value targets are built.
+discounted return) before the value targets are built. In DAgger episodes the rewards (hence
+value targets) are those of the actions played, the cloned policy's.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
@@ -33,37 +46,91 @@ PRETRAIN_STREAM_OFFSET = 7_919  # teacher episodes use the stream seeded by seed
 class TeacherData:
     obs: np.ndarray  # [N, obs_dim] float32, raw env observations
     masks: np.ndarray  # [N, sum(nvec)] bool
-    actions: np.ndarray  # [N, n_slots] int64, the teacher's actions
-    rewards: np.ndarray  # [N] float, USD
+    actions: np.ndarray  # [N, n_slots] int64, the teacher's actions (its labels, in DAgger episodes)
+    rewards: np.ndarray  # [N] float, USD, of the actions played
     dones: np.ndarray  # [N] bool, last day of an episode
-    mean_return: float  # USD, teacher's mean episode return on these episodes
+    mean_return: float  # USD, mean episode return of the policy that played these episodes
+    seconds: float = 0.0  # wall time of the collection
+    teacher_seconds: float = 0.0  # of which in the teacher's act()
+    daily_solves: int = 0  # rolling-milp teacher: MILP solves, and how many stopped at the time limit
+    time_limit_hits: int = 0
+
+    @staticmethod
+    def concat(parts: list[TeacherData]) -> TeacherData:
+        return TeacherData(
+            np.concatenate([p.obs for p in parts]),
+            np.concatenate([p.masks for p in parts]),
+            np.concatenate([p.actions for p in parts]),
+            np.concatenate([p.rewards for p in parts]),
+            np.concatenate([p.dones for p in parts]),
+            float(np.mean([p.mean_return for p in parts])),
+            sum(p.seconds for p in parts),
+            sum(p.teacher_seconds for p in parts),
+            sum(p.daily_solves for p in parts),
+            sum(p.time_limit_hits for p in parts),
+        )
 
 
-def collect_teacher(config: PPOConfig, episodes: int) -> TeacherData:
-    """Play ``episodes`` training-seed episodes with the teacher heuristic and record what it did."""
-    from baselines.heuristics import HEURISTICS
+def make_teacher(config: PPOConfig, scenario):
+    """The teacher policy of ``config`` (a heuristic, or the rolling MILP with the config's options)."""
+    from baselines import make_policy
+    from baselines.rolling import RollingHorizonPolicy
 
-    env = TrainingSeeds(
+    if config.pretrain_teacher == RollingHorizonPolicy.name:
+        return make_policy(
+            config.pretrain_teacher,
+            scenario,
+            env_id=config.env_id,
+            window=config.pretrain_teacher_window,
+            time_limit=config.pretrain_teacher_time_limit,
+            mip_gap=config.pretrain_teacher_mip_gap,
+        )
+    return make_policy(config.pretrain_teacher, scenario, env_id=config.env_id)
+
+
+def teacher_env(config: PPOConfig) -> gym.Env:
+    """The env the teacher episodes are played in: training seeds, from the stream seeded by seed + offset."""
+    return TrainingSeeds(
         gym.make(config.env_id, scenario=config.scenario, forecast_days=config.forecast_days),
         stream_seed=config.seed + PRETRAIN_STREAM_OFFSET,
     )
+
+
+def collect_teacher(config: PPOConfig, episodes: int, env=None, teacher=None, learner=None) -> TeacherData:
+    """Play ``episodes`` training-seed episodes and record the teacher's action on every state.
+
+    Without ``learner`` the teacher plays (behaviour cloning data). With ``learner`` (a callable
+    ``(obs, mask) -> action``) the learner's action is played and the teacher only labels (DAgger).
+    ``env`` (a :func:`teacher_env`) continues its seed stream across calls; a fresh one starts it.
+    """
+    fresh = env is None
+    env = teacher_env(config) if fresh else env
     base = env.unwrapped
-    teacher = HEURISTICS[config.pretrain_teacher](base.scenario)
+    teacher = make_teacher(config, base.scenario) if teacher is None else teacher
     obs_l, mask_l, act_l, rew_l, done_l, returns = [], [], [], [], [], []
+    started, teacher_s, solves, hits = time.perf_counter(), 0.0, 0, 0
     for episode in range(episodes):
-        obs, _ = env.reset(seed=config.seed + PRETRAIN_STREAM_OFFSET if episode == 0 else None)
+        obs, _ = env.reset(seed=config.seed + PRETRAIN_STREAM_OFFSET if fresh and episode == 0 else None)
         teacher.reset(base.episode_seed)
         done, total = False, 0.0
         while not done:
-            action = teacher.act(obs, base.view())
+            mask = base.action_masks()
+            t0 = time.perf_counter()
+            label = teacher.act(obs, base.view())
+            teacher_s += time.perf_counter() - t0
             obs_l.append(obs)
-            mask_l.append(base.action_masks())
-            act_l.append(action)
-            obs, reward, done, _, _ = env.step(action)
+            mask_l.append(mask)
+            act_l.append(label)
+            played = label if learner is None else learner(obs, mask)
+            obs, reward, done, _, _ = env.step(played)
             rew_l.append(reward)
             done_l.append(done)
             total += reward
         returns.append(total)
+        statuses = getattr(teacher, "statuses", None)
+        if statuses is not None:
+            solves += len(statuses)
+            hits += sum(s == "time_limit" for s in statuses)
     return TeacherData(
         np.asarray(obs_l, dtype=np.float32),
         np.asarray(mask_l, dtype=bool),
@@ -71,28 +138,30 @@ def collect_teacher(config: PPOConfig, episodes: int) -> TeacherData:
         np.asarray(rew_l, dtype=np.float64),
         np.asarray(done_l, dtype=bool),
         float(np.mean(returns)),
+        time.perf_counter() - started,
+        teacher_s,
+        solves,
+        hits,
     )
 
 
-def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
-    """Behaviour-clone ``config.pretrain_teacher`` into ``model.policy``; returns figures for the log."""
-    started = time.perf_counter()
-    data = collect_teacher(config, config.pretrain_episodes)
-    collect_s = time.perf_counter() - started
-
-    # observation statistics, as VecNormalize would have gathered them on these steps
+def _feed_normalizer(venv: VecNormalize, data: TeacherData, gamma: float) -> None:
+    """Update VecNormalize's statistics as it would have on these steps (observations; discounted returns)."""
     if venv.norm_obs:
         venv.obs_rms.update(data.obs)
-    obs = venv.normalize_obs(data.obs).astype(np.float32)
-    # reward scaling, as VecNormalize does it: running std of the discounted return
     running, discounted = 0.0, np.empty_like(data.rewards)
     for i, (r, done) in enumerate(zip(data.rewards, data.dones, strict=True)):
-        running = running * config.gamma + r
+        running = running * gamma + r
         discounted[i] = running
         if done:
             running = 0.0
     if venv.norm_reward:
         venv.ret_rms.update(discounted)
+
+
+def _fit(model, venv: VecNormalize, data: TeacherData, config: PPOConfig, optimizer, rng) -> float:
+    """``pretrain_epochs`` supervised passes over ``data``; returns the slot agreement afterwards."""
+    obs = venv.normalize_obs(data.obs).astype(np.float32)
     rewards = venv.normalize_reward(data.rewards)
     # value targets: discounted returns-to-go of the scaled rewards, within each episode
     targets, to_go = np.empty_like(rewards), 0.0
@@ -104,9 +173,7 @@ def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
     masked = config.algo == "maskable-ppo"
     obs_t, act_t = torch.as_tensor(obs), torch.as_tensor(data.actions)
     target_t = torch.as_tensor(targets, dtype=torch.float32)
-    rng = np.random.default_rng(config.seed)
     n, batch = len(obs), config.batch_size
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.pretrain_learning_rate)  # PPO's Adam starts fresh
     policy.set_training_mode(True)
     for _ in range(config.pretrain_epochs):
         order = rng.permutation(n)
@@ -122,15 +189,116 @@ def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
     policy.set_training_mode(False)
+    return _agreement(model, venv, data, config)
+
+
+def _agreement(model, venv: VecNormalize, data: TeacherData, config: PPOConfig) -> float:
+    """Fraction of action slots of ``data`` where the policy's mode is the teacher's action."""
+    obs_t = torch.as_tensor(venv.normalize_obs(data.obs).astype(np.float32))
     with torch.no_grad():
-        dist = policy.get_distribution(obs_t, action_masks=data.masks) if masked else policy.get_distribution(obs_t)
-        agreement = float((dist.mode() == act_t).float().mean())
-    return {
+        if config.algo == "maskable-ppo":
+            dist = model.policy.get_distribution(obs_t, action_masks=data.masks)
+        else:
+            dist = model.policy.get_distribution(obs_t)
+        return float((dist.mode() == torch.as_tensor(data.actions)).float().mean())
+
+
+def _learner(model, venv: VecNormalize, masked: bool):
+    def act(obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        x = venv.normalize_obs(obs[None].astype(np.float32))
+        if masked:
+            action, _ = model.predict(x, deterministic=True, action_masks=mask[None])
+        else:
+            action, _ = model.predict(x, deterministic=True)
+        return np.asarray(action[0], dtype=np.int64)
+
+    return act
+
+
+def _play(config: PPOConfig, env, learner, episodes: int) -> float:
+    """Mean return of ``learner`` alone on the next ``episodes`` episodes of ``env``'s seed stream."""
+    base, returns = env.unwrapped, []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        done, total = False, 0.0
+        while not done:
+            obs, reward, done, _, _ = env.step(learner(obs, base.action_masks()))
+            total += reward
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def _snapshot(model, venv: VecNormalize) -> tuple:
+    return copy.deepcopy(model.policy.state_dict()), copy.deepcopy(venv.obs_rms), copy.deepcopy(venv.ret_rms)
+
+
+def _restore(model, venv: VecNormalize, snapshot: tuple) -> None:
+    state, obs_rms, ret_rms = snapshot
+    model.policy.load_state_dict(state)
+    venv.obs_rms, venv.ret_rms = copy.deepcopy(obs_rms), copy.deepcopy(ret_rms)
+
+
+def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
+    """Behaviour-clone ``config.pretrain_teacher`` into ``model.policy`` (then DAgger rounds, if asked);
+    returns figures for the log."""
+    started = time.perf_counter()
+    env = teacher_env(config)
+    teacher = make_teacher(config, env.unwrapped.scenario)
+    data = collect_teacher(config, config.pretrain_episodes, env=env, teacher=teacher)
+    teacher_return = data.mean_return
+    _feed_normalizer(venv, data, config.gamma)
+    rng = np.random.default_rng(config.seed)
+    optimizer = torch.optim.Adam(model.policy.parameters(), lr=config.pretrain_learning_rate)  # PPO's starts fresh
+    agreement = _fit(model, venv, data, config, optimizer, rng)
+    rounds, snapshots = [], []
+    for _ in range(config.pretrain_dagger_rounds):
+        snapshots.append(_snapshot(model, venv))  # the policy this round's learner episodes score
+        new = collect_teacher(
+            config,
+            config.pretrain_dagger_episodes,
+            env=env,
+            teacher=teacher,
+            learner=_learner(model, venv, config.algo == "maskable-ppo"),
+        )
+        rounds.append({"learner_mean_return": round(new.mean_return, 2), "learner_slot_agreement_before_refit": None})
+        # how well the policy already followed the teacher on its own states
+        rounds[-1]["learner_slot_agreement_before_refit"] = round(_agreement(model, venv, new, config), 4)
+        _feed_normalizer(venv, new, config.gamma)
+        data = TeacherData.concat([data, new])
+        agreement = _fit(model, venv, data, config, optimizer, rng)
+    kept = None
+    if rounds:
+        # DAgger iterates are not monotone (one refit can break a trajectory the previous one got right):
+        # score the last refit like the others, on training episodes the learner plays alone, and keep
+        # the iterate with the best mean return (training seeds only; never validation or held-out seeds)
+        last_return = _play(
+            config, env, _learner(model, venv, config.algo == "maskable-ppo"), config.pretrain_dagger_episodes
+        )
+        scores = [r["learner_mean_return"] for r in rounds] + [round(last_return, 2)]
+        kept = int(np.argmax(scores))
+        if kept < len(rounds):
+            _restore(model, venv, snapshots[kept])
+            agreement = _agreement(model, venv, data, config)
+    figures = {
         "teacher": config.pretrain_teacher,
         "episodes": config.pretrain_episodes,
-        "env_steps": int(n),
-        "teacher_mean_return": round(data.mean_return, 2),
+        "env_steps": int(len(data.obs)),
+        "teacher_mean_return": round(teacher_return, 2),
         "slot_agreement": round(agreement, 4),  # fraction of action slots where the policy's mode = teacher
-        "collect_seconds": round(collect_s, 2),
+        "collect_seconds": round(data.seconds, 2),  # every episode played, DAgger rounds included
+        "teacher_seconds": round(data.teacher_seconds, 2),  # of which in the teacher's act()
         "seconds": round(time.perf_counter() - started, 2),
     }
+    if config.pretrain_teacher == "rolling-milp":
+        figures.update(
+            window=config.pretrain_teacher_window,
+            time_limit=config.pretrain_teacher_time_limit,
+            mip_gap=config.pretrain_teacher_mip_gap,
+            daily_solves=data.daily_solves,
+            time_limit_hits=data.time_limit_hits,
+        )
+    if rounds:
+        figures["dagger_rounds"] = rounds
+        figures["dagger_final_learner_mean_return"] = scores[-1]
+        figures["dagger_kept_iterate"] = kept  # 0: the plain behaviour clone, k: the refit after round k
+    return figures

@@ -60,6 +60,16 @@ def split_mask(mask: np.ndarray, nvec: np.ndarray) -> list[np.ndarray]:
         ({"net_arch": []}, ["net_arch", "[128, 128]"]),
         ({"n_envs": 0}, ["n_envs=0", ">= 1"]),
         ({"vec_env": "ray"}, ["vec_env='ray'", "subproc"]),
+        ({"pretrain_teacher_window": 0}, ["pretrain_teacher_window=0", "integer >= 1"]),
+        ({"pretrain_teacher_window": 7.5}, ["pretrain_teacher_window=7.5", "integer >= 1"]),
+        ({"pretrain_teacher_time_limit": 0.0}, ["pretrain_teacher_time_limit=0.0", "> 0", "None"]),
+        ({"pretrain_teacher_mip_gap": 1.5}, ["pretrain_teacher_mip_gap=1.5", "[0, 1)"]),
+        ({"pretrain_dagger_rounds": -1}, ["pretrain_dagger_rounds=-1", "integer >= 0"]),
+        ({"pretrain_dagger_rounds": 2}, ["pretrain_dagger_rounds=2", "needs a pretrain_teacher"]),
+        (
+            {"pretrain_teacher": "rolling-milp", "pretrain_dagger_rounds": 1, "pretrain_dagger_episodes": 0},
+            ["pretrain_dagger_episodes=0", ">= 1"],
+        ),
     ],
 )
 def test_invalid_config_fails_up_front_naming_field_and_fix(fields, words):
@@ -276,8 +286,45 @@ def test_imitation_warm_start_copies_the_teacher_and_feeds_the_normalizer():
 
 
 def test_unknown_teacher_is_refused():
-    with pytest.raises(ConfigError, match="pretrain_teacher='oracle' is not allowed; allowed: .*base-stock"):
+    allowed = "pretrain_teacher='oracle' is not allowed; allowed: .*base-stock.*rolling-milp"
+    with pytest.raises(ConfigError, match=allowed):
         tiny_config(pretrain_teacher="oracle")
+
+
+def test_rolling_milp_teacher_is_cloned_and_dagger_labels_the_learners_states():
+    from agents.pretrain import collect_teacher, make_teacher, pretrain
+    from baselines.rolling import RollingHorizonPolicy
+
+    config = tiny_config(
+        pretrain_teacher="rolling-milp",
+        pretrain_teacher_window=3,
+        pretrain_teacher_time_limit=5.0,
+        pretrain_episodes=30,
+        pretrain_epochs=20,
+        pretrain_dagger_rounds=1,
+        pretrain_dagger_episodes=10,
+        net_arch=[32],
+    )
+    teacher = make_teacher(config, "tiny")
+    assert isinstance(teacher, RollingHorizonPolicy)
+    assert (teacher.window, teacher.time_limit, teacher.mip_gap) == (3, 5.0, config.pretrain_teacher_mip_gap)
+    data = collect_teacher(config, 30)  # what the teacher did on the first 30 training episodes
+    assert data.daily_solves == 90 and data.time_limit_hits == 0  # tiny solves to the gap in milliseconds
+
+    venv = make_normalized_vec_env(config)
+    model = build_model(config, venv)
+    figures = pretrain(model, venv, config)
+    assert figures["teacher"] == "rolling-milp" and figures["window"] == 3 and figures["time_limit"] == 5.0
+    assert figures["teacher_mean_return"] == round(data.mean_return, 2)  # same stream, same teacher episodes
+    assert figures["env_steps"] == 90 + 30 and figures["daily_solves"] == 120  # + one DAgger round of 10 episodes
+    (round_,) = figures["dagger_rounds"]
+    assert 0 <= round_["learner_slot_agreement_before_refit"] <= 1
+    # the cloned policy follows the MILP on the teacher's own states, not just "it ran"
+    obs = torch.as_tensor(venv.normalize_obs(data.obs).astype(np.float32))
+    with torch.no_grad():
+        mode = model.policy.get_distribution(obs, action_masks=data.masks).mode()
+    assert float((mode == torch.as_tensor(data.actions)).float().mean()) >= 0.8
+    assert figures["slot_agreement"] >= 0.8
 
 
 # ------------------------------------------------------------ shipped agents

@@ -15,6 +15,7 @@ import yaml
 
 import envs  # noqa: F401
 from agents import ConfigError, PPOConfig, load_agent
+from baselines import make_policy
 from baselines.policy import run_episode
 
 REPO = Path(__file__).resolve().parent.parent
@@ -219,3 +220,36 @@ def test_plain_ppo_trains_and_loads(tmp_path, capsys):
     agent = load_agent(out, env=gym.make("CrossBorderDispatch-v0", scenario="tiny"))
     assert agent.meta.algo == "ppo" and not agent.masked
     assert run_episode(gym.make("CrossBorderDispatch-v0", scenario="tiny"), agent, 1000).steps == 3
+
+
+def test_rolling_milp_teacher_warm_start_from_the_command_line(tmp_path):
+    out = tmp_path / "bc"
+    proc = train(
+        *BASE, "--timesteps", "48", "--no-hindsight", "--no-progress-bar", "--out", str(out),
+        "--pretrain-teacher", "rolling-milp", "--pretrain-teacher-window", "3", "--pretrain-teacher-time-limit", "5",
+        "--pretrain-episodes", "30", "--pretrain-epochs", "20",
+    )  # fmt: skip
+    assert "imitation warm start" in proc.stdout
+    config = PPOConfig.from_file(out / "config.yaml")
+    assert (config.pretrain_teacher, config.pretrain_teacher_window, config.pretrain_teacher_time_limit) == (
+        "rolling-milp", 3, 5.0,
+    )  # fmt: skip
+    figures = yaml.safe_load((out / "summary.yaml").read_text())["pretrain"]
+    assert figures["teacher"] == "rolling-milp" and figures["env_steps"] == 90 and figures["daily_solves"] == 90
+    assert figures["slot_agreement"] >= 0.8  # the cloned policy's mode is the MILP's choice on most slots
+    # validation row at 0 timesteps is the cloned policy before any PPO update; it is no random policy
+    first = read_csv(out / "eval.csv")[0]
+    assert first["timesteps"] == "0"
+    random_policy = make_policy("random", "tiny")
+    env = gym.make("CrossBorderDispatch-v0", scenario="tiny")
+    random_mean = np.mean([run_episode(env, random_policy, s).episode_return for s in range(900, 910)])
+    assert float(first["mean_return"]) > random_mean
+
+
+def test_unknown_teacher_option_fails_up_front_naming_the_field(tmp_path):
+    proc = train(
+        *BASE, "--timesteps", "48", "--out", str(tmp_path / "bad"), "--pretrain-teacher", "rolling-milp",
+        "--pretrain-teacher-window", "0", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "pretrain_teacher_window=0 must be an integer >= 1" in proc.stderr
+    assert not (tmp_path / "bad").exists()
