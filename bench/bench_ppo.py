@@ -4,7 +4,8 @@
     PYTHONPATH=. .venv/bin/python bench/bench_ppo.py --checkpoint runs/NAME --scenario table1 --seeds 100 --speed
 
 Quality: the agent (deterministic) and every heuristic play the held-out seeds 1000..1000+N-1 (disjoint
-from training seeds >= 10**6 and validation seeds 900-909). Reported per policy: mean return (USD),
+from training seeds >= 10**6 and validation seeds 900-909; ``--seed-start 900`` plays the validation
+range instead, to choose between agents without looking at held-out seeds). Reported per policy: mean return (USD),
 mean over seeds of the ratio ``1 - (G* - G)/|G*|`` to the hindsight MILP optimum ``G*`` of the seed
 (read from / written to ``.cache/hindsight``), and the fraction of seeds where the agent beats it.
 
@@ -95,14 +96,19 @@ def quality(agent, env_id: str, seeds: list[int], hindsight_seeds: int, time_lim
     return {"rows": rows, "hindsight": info, "hindsight_seconds": solve_s}
 
 
-def rolling_comparison(agent, env_id: str, seeds: list[int]) -> dict:
-    """PPO and the rolling-horizon MILP (default window and time limit) on the same ``seeds``."""
+def rolling_comparison(agent, env_id: str, seeds: list[int], **options) -> dict:
+    """PPO and the rolling-horizon MILP on the same ``seeds``; ``options`` (``window``, ``time_limit``)
+    go to the policy (its defaults otherwise). ``hits``: daily solves stopped by the time limit."""
     from baselines import make_policy
 
     env = gym.make(env_id, scenario=agent.scenario, forecast_days=agent.meta.forecast_days)
-    rolling = make_policy("rolling-milp", agent.scenario, env_id=env_id)
-    started = time.perf_counter()
-    g_roll = np.array([run_episode(env, rolling, s).episode_return for s in seeds])
+    rolling = make_policy("rolling-milp", agent.scenario, env_id=env_id, **options)
+    started, solves, hits, g_roll = time.perf_counter(), 0, 0, []
+    for s in seeds:
+        g_roll.append(run_episode(env, rolling, s).episode_return)
+        solves += len(rolling.statuses)
+        hits += sum(x == "time_limit" for x in rolling.statuses)
+    g_roll = np.array(g_roll)
     seconds = time.perf_counter() - started
     g_ppo = np.array([run_episode(env, agent, s).episode_return for s in seeds])
     return {
@@ -110,6 +116,8 @@ def rolling_comparison(agent, env_id: str, seeds: list[int]) -> dict:
         "rolling": float(g_roll.mean()),
         "wins": float(np.mean(g_ppo > g_roll)),
         "s": seconds,
+        "solves": solves,
+        "hits": hits,
     }
 
 
@@ -143,17 +151,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", default="CrossBorderDispatch-v0", help="env id (default: CrossBorderDispatch-v0)")
     parser.add_argument("--checkpoint", default=None, help="agent directory (default: the shipped agent)")
     parser.add_argument("--seeds", type=int, default=100, help="held-out seeds from 1000 (default: 100)")
+    parser.add_argument(
+        "--seed-start",
+        type=int,
+        default=EVAL_SEED_START,
+        help="first seed (default: 1000, the held-out range; 900 plays the validation range 900..)",
+    )
     parser.add_argument("--speed", action="store_true", help="also measure env-only vs training steps per second")
     parser.add_argument(
         "--hindsight-seeds", type=int, default=None, help="solve the hindsight MILP on the first K seeds (default: all)"
     )
     parser.add_argument("--rolling-seeds", type=int, default=0, help="also play rolling-milp on the first K seeds")
+    parser.add_argument(
+        "--rolling-window", type=int, default=None, help="look-ahead days of that rolling-milp (default: its own, 7)"
+    )
+    parser.add_argument(
+        "--rolling-time-limit", type=float, default=None, help="seconds per daily rolling-milp solve (default: its own)"
+    )
     parser.add_argument("--time-limit", type=float, default=None, help="seconds per hindsight solve (default: none)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     path = Path(args.checkpoint) if args.checkpoint else shipped_agent_path(args.scenario, args.env)
     agent = load_agent(path, env=gym.make(args.env, scenario=args.scenario), name="ppo")
-    seeds = list(range(EVAL_SEED_START, EVAL_SEED_START + args.seeds))
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     k = len(seeds) if args.hindsight_seeds is None else min(args.hindsight_seeds, len(seeds))
     started = time.perf_counter()
     result = quality(agent, args.env, seeds, k, args.time_limit)
@@ -181,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {row['mean_return']:.1f} | {row['std_return']:.1f} | {wins} | {solved} |")
     print(f"(quality run {time.perf_counter() - started:.0f}s, of which hindsight {result['hindsight_seconds']:.0f}s)")
     if args.rolling_seeds:
-        r = rolling_comparison(agent, args.env, seeds[: args.rolling_seeds])
+        options = {"window": args.rolling_window, "time_limit": args.rolling_time_limit}
+        options = {k: v for k, v in options.items() if v is not None}
+        r = rolling_comparison(agent, args.env, seeds[: args.rolling_seeds], **options)
         print(
-            f"rolling-horizon MILP on the first {args.rolling_seeds} seeds ({r['s']:.0f}s): mean return "
+            f"rolling-horizon MILP {options or '(defaults)'} on the first {args.rolling_seeds} seeds ({r['s']:.0f}s, "
+            f"{r['hits']} of {r['solves']} daily solves stopped at the time limit): mean return "
             f"{r['rolling']:.1f}; PPO {r['ppo']:.1f}; PPO beats it on {r['wins']:.0%} of them"
         )
     if args.speed:
