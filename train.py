@@ -142,6 +142,14 @@ def write_yaml(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def _earlier_pretrain(out: Path) -> dict | None:
+    """The warm start figures of the run's first session (a resumed session's summary keeps them)."""
+    path = out / "summary.yaml"
+    if not path.is_file():
+        return None
+    return (yaml.safe_load(path.read_text()) or {}).get("pretrain")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "env_seconds_this_session": round(env_seconds, 2),
         "env_share_of_wall_time": round(env_seconds / wall, 4),
         "episodes_logged": callbacks[0].episodes,
-        "pretrain": pretrained or None,  # its seconds are not in wall_seconds_this_session
+        "pretrain": pretrained or _earlier_pretrain(out),  # its seconds are not in wall_seconds_this_session
         "last_validation": last,
         "hindsight_note": note,
     }

@@ -244,6 +244,9 @@ def test_rolling_milp_teacher_warm_start_from_the_command_line(tmp_path):
     env = gym.make("CrossBorderDispatch-v0", scenario="tiny")
     random_mean = np.mean([run_episode(env, random_policy, s).episode_return for s in range(900, 910)])
     assert float(first["mean_return"]) > random_mean
+    # a resumed session does no warm start; its summary keeps the first session's figures
+    train("--out", str(out), "--resume", "--timesteps", "96", "--no-progress-bar")
+    assert yaml.safe_load((out / "summary.yaml").read_text())["pretrain"] == figures
 
 
 def test_unknown_teacher_option_fails_up_front_naming_the_field(tmp_path):
