@@ -215,7 +215,7 @@ def _learner(model, venv: VecNormalize, masked: bool):
     return act
 
 
-def _play(config: PPOConfig, env, learner, episodes: int) -> float:
+def _play(env, learner, episodes: int) -> float:
     """Mean return of ``learner`` alone on the next ``episodes`` episodes of ``env``'s seed stream."""
     base, returns = env.unwrapped, []
     for _ in range(episodes):
@@ -260,9 +260,13 @@ def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
             teacher=teacher,
             learner=_learner(model, venv, config.algo == "maskable-ppo"),
         )
-        rounds.append({"learner_mean_return": round(new.mean_return, 2), "learner_slot_agreement_before_refit": None})
-        # how well the policy already followed the teacher on its own states
-        rounds[-1]["learner_slot_agreement_before_refit"] = round(_agreement(model, venv, new, config), 4)
+        rounds.append(
+            {
+                "learner_mean_return": round(new.mean_return, 2),
+                # how well the policy already followed the teacher on the states it visits itself
+                "learner_slot_agreement_before_refit": round(_agreement(model, venv, new, config), 4),
+            }
+        )
         _feed_normalizer(venv, new, config.gamma)
         data = TeacherData.concat([data, new])
         agreement = _fit(model, venv, data, config, optimizer, rng)
@@ -271,9 +275,7 @@ def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
         # DAgger iterates are not monotone (one refit can break a trajectory the previous one got right):
         # score the last refit like the others, on training episodes the learner plays alone, and keep
         # the iterate with the best mean return (training seeds only; never validation or held-out seeds)
-        last_return = _play(
-            config, env, _learner(model, venv, config.algo == "maskable-ppo"), config.pretrain_dagger_episodes
-        )
+        last_return = _play(env, _learner(model, venv, config.algo == "maskable-ppo"), config.pretrain_dagger_episodes)
         scores = [r["learner_mean_return"] for r in rounds] + [round(last_return, 2)]
         kept = int(np.argmax(scores))
         if kept < len(rounds):
