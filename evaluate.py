@@ -30,7 +30,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 import envs
-from baselines import report, runner
+from baselines import RollingHorizonPolicy, report, runner
 from baselines.runner import HINDSIGHT, EvaluateError
 
 BOOTSTRAP_RESAMPLES = 10_000
@@ -61,11 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the paper's Table 3 form for these two policies (repeatable); default: the first listed policy "
         "against greedy (or against the second listed policy when greedy is first or absent)",
     )
-    p.add_argument("--rolling-window", type=int, default=None, help="rolling-milp look-ahead in days (default: 21)")
-    p.add_argument(
-        "--rolling-time-limit", type=float, default=None, help="rolling-milp seconds per daily solve (default: 2)"
-    )
-    p.add_argument("--rolling-mip-gap", type=float, default=None, help="rolling-milp relative MIP gap (default: 0.01)")
+    rolling = RollingHorizonPolicy.DEFAULTS
+    what = {"window": (int, "look-ahead in days"), "time_limit": (float, "seconds per daily solve"),
+            "mip_gap": (float, "relative MIP gap")}  # fmt: skip
+    for key, flag in runner.ROLLING_FLAGS.items():
+        p.add_argument(flag, type=what[key][0], help=f"rolling-milp {what[key][1]} (default: {rolling[key]})")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
     return p
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # 1. validate everything before touching the disk
     try:
-        rolling = dict(window=args.rolling_window, time_limit=args.rolling_time_limit, mip_gap=args.rolling_mip_gap)
+        rolling = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in runner.ROLLING_FLAGS.items()}
         run = runner.resolve_run(
             args.scenario, args.env, args.policies, args.seeds, args.time_limit, args.cache_dir, rolling
         )

@@ -178,21 +178,12 @@ class PPOConfig:
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)} must be > 0")
         for name in ("ent_coef", "vf_coef"):
             need(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be >= 0")
-        need(
-            _is_int(self.pretrain_teacher_window) and self.pretrain_teacher_window >= 1,
-            f"pretrain_teacher_window={self.pretrain_teacher_window!r} must be an integer >= 1 (days of the "
-            f"rolling-milp teacher's look-ahead; table1 transfers need 14-21, its sea leads are 8-17 days)",
-        )
-        need(
-            self.pretrain_teacher_time_limit is None
-            or (isinstance(self.pretrain_teacher_time_limit, int | float) and self.pretrain_teacher_time_limit > 0),
-            f"pretrain_teacher_time_limit={self.pretrain_teacher_time_limit!r} must be > 0 (seconds per daily "
-            "solve of the rolling-milp teacher) or None (no limit)",
-        )
-        need(
-            isinstance(self.pretrain_teacher_mip_gap, int | float) and 0 <= self.pretrain_teacher_mip_gap < 1,
-            f"pretrain_teacher_mip_gap={self.pretrain_teacher_mip_gap!r} must be in [0, 1) (relative MIP gap)",
-        )
+        from baselines.rolling import RollingHorizonPolicy
+
+        teacher = (self.pretrain_teacher_window, self.pretrain_teacher_time_limit, self.pretrain_teacher_mip_gap)
+        error = RollingHorizonPolicy.option_error(*teacher)  # the rolling-milp teacher's options, as the policy checks
+        if error is not None:
+            raise ConfigError(f"pretrain_teacher_{error[1]}")
         if self.pretrain_teacher is not None:
             from baselines import POLICY_NAMES
 

@@ -80,7 +80,9 @@ class RollingHorizonPolicy:
         time_limit: float | None = DEFAULTS["time_limit"],
         mip_gap: float = DEFAULTS["mip_gap"],
     ) -> None:
-        self.check_options(window, time_limit, mip_gap)
+        error = self.option_error(window, time_limit, mip_gap)
+        if error is not None:
+            raise ValueError(error[1])
         self.scenario = load_scenario(scenario)
         self.net = self.scenario.network
         self.env_id = env_id
@@ -92,17 +94,22 @@ class RollingHorizonPolicy:
         self.statuses: list[str] = []
 
     @staticmethod
-    def check_options(window, time_limit, mip_gap) -> None:
-        """Raise ``ValueError`` naming the first bad option and what it allows."""
+    def option_error(window, time_limit, mip_gap) -> tuple[str, str] | None:
+        """``(option, message)`` for the first bad option, the message naming it and what it allows; else None.
+
+        The one check of these options: the policy raises it, ``evaluate.py`` and the PPO teacher config
+        report it under their own flag or field name.
+        """
         if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
-            raise ValueError(f"window={window!r} must be an integer >= 1 (days)")
+            return "window", f"window={window!r} must be an integer >= 1 (days)"
         number = (int, float, np.integer, np.floating)
         if time_limit is not None and (
             isinstance(time_limit, bool) or not isinstance(time_limit, number) or not 0 < time_limit < float("inf")
         ):
-            raise ValueError(f"time_limit={time_limit!r} must be a number of seconds > 0, or None (no limit)")
+            return "time_limit", f"time_limit={time_limit!r} must be a number of seconds > 0, or None (no limit)"
         if isinstance(mip_gap, bool) or not isinstance(mip_gap, number) or not 0.0 <= mip_gap < 1.0:
-            raise ValueError(f"mip_gap={mip_gap!r} must be a relative gap in [0, 1)")
+            return "mip_gap", f"mip_gap={mip_gap!r} must be a relative gap in [0, 1)"
+        return None
 
     def reset(self, seed: int | None = None) -> None:
         self.solve_seconds, self.statuses = [], []

@@ -244,11 +244,9 @@ def rolling_options(given: dict, listed: bool) -> tuple[tuple[str, object], ...]
     if set_flags and not listed:
         raise EvaluateError(f"{set_flags[0]}: set, but rolling-milp is not in --policies; add it or drop the option")
     options = {**RollingHorizonPolicy.DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
-    try:
-        RollingHorizonPolicy.check_options(**options)
-    except ValueError as err:
-        name = str(err).split("=", 1)[0]
-        raise EvaluateError(f"{ROLLING_FLAGS.get(name, name)}: {err}") from None
+    error = RollingHorizonPolicy.option_error(**options)
+    if error is not None:
+        raise EvaluateError(f"{ROLLING_FLAGS[error[0]]}: {error[1]}")
     return tuple(options.items())
 
 
