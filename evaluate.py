@@ -30,8 +30,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 import envs
-from baselines import RollingHorizonPolicy, report, runner
-from baselines.runner import HINDSIGHT, EvaluateError
+from baselines import RollingHorizonPolicy
+from evaluation import report, runner
+from evaluation.cache import DEFAULT_CACHE_DIR
+from evaluation.policies import HINDSIGHT, ROLLING_FLAGS, EvaluateError, builtin_policy_names
 
 BOOTSTRAP_RESAMPLES = 10_000
 CONFIDENCE = 0.95
@@ -46,14 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policies",
         required=True,
-        help=f"comma-separated: built-in {runner.builtin_policy_names()} or LABEL=CHECKPOINT for a trained agent "
+        help=f"comma-separated: built-in {builtin_policy_names()} or LABEL=CHECKPOINT for a trained agent "
         f"(e.g. ppo=agents/checkpoints/table1__CrossBorderDispatch-v0); {HINDSIGHT!r} is always included",
     )
     p.add_argument("--seeds", required=True, help="realization seeds: N, A-B (inclusive) or a list like 1000-1099,2000")
     p.add_argument("--out", required=True, type=Path, help="output folder (created; an earlier run there is resumed)")
     p.add_argument("--workers", type=int, default=runner.default_workers(), help="processes (default: all cores)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds per hindsight MILP solve (default: none)")
-    p.add_argument("--cache-dir", default=".cache/hindsight", help="hindsight MILP cache folder (default: %(default)s)")
+    p.add_argument(
+        "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="hindsight MILP cache folder (default: %(default)s)"
+    )
     p.add_argument(
         "--compare",
         action="append",
@@ -64,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     rolling = RollingHorizonPolicy.DEFAULTS
     what = {"window": (int, "look-ahead in days"), "time_limit": (float, "seconds per daily solve"),
             "mip_gap": (float, "relative MIP gap")}  # fmt: skip
-    for key, flag in runner.ROLLING_FLAGS.items():
+    for key, flag in ROLLING_FLAGS.items():
         p.add_argument(flag, type=what[key][0], help=f"rolling-milp {what[key][1]} (default: {rolling[key]})")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
     return p
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # 1. validate everything before touching the disk
     try:
-        rolling = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in runner.ROLLING_FLAGS.items()}
+        rolling = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in ROLLING_FLAGS.items()}
         run = runner.resolve_run(
             args.scenario, args.env, args.policies, args.seeds, args.time_limit, args.cache_dir, rolling
         )

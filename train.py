@@ -55,8 +55,9 @@ from agents.config import ConfigError, PPOConfig
 from agents.factory import build_model, load_model, make_normalized_vec_env
 from agents.policy import CONFIG_FILE, STATS_FILE, save_agent
 from agents.pretrain import pretrain
-from baselines.provenance import package_versions
+from envs.files import write_atomic
 from envs.scenario import load_scenario
+from evaluation.provenance import package_versions
 
 RESUMABLE_FIELDS = ("total_timesteps", "eval_freq", "checkpoint_freq")  # what --resume may change
 
@@ -137,9 +138,7 @@ def resolve(argv: list[str]) -> tuple[Args, PPOConfig, Path]:
 
 
 def write_yaml(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(path)
+    write_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def _earlier_pretrain(out: Path) -> dict | None:

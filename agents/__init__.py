@@ -13,7 +13,7 @@ from agents.config import (
     ConfigError,
     PPOConfig,
 )
-from agents.policy import AgentMismatchError, PPOAgent, load_agent, shipped_agent_path, view_action_mask
+from agents.policy import AgentMismatchError, PPOAgent, load_agent, shipped_agent_path
 
 __all__ = [
     "EVAL_SEED_START",
@@ -26,5 +26,4 @@ __all__ = [
     "PPOConfig",
     "load_agent",
     "shipped_agent_path",
-    "view_action_mask",
 ]

@@ -23,12 +23,14 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.config import VALIDATION_SEEDS, PPOConfig
+from agents.factory import make_eval_env
 from agents.policy import AgentMeta, PPOAgent, save_agent
-from envs.dynamics import TERM_NAMES
+from envs.reward import TERM_NAMES
 from envs.scenario import load_scenario
+from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
+from evaluation.episode import run_episode
+from evaluation.metrics import ratio_to_optimum
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-HINDSIGHT_CACHE = REPO_ROOT / ".cache" / "hindsight"
 EPISODE_COLUMNS = ("timesteps", "env_rank", "return", "length", *TERM_NAMES, "fill_rate", "on_time_rate", "wall_s")
 EVAL_COLUMNS = ("timesteps", "wall_s", "mean_return", "min_return", "mean_ratio", "hindsight_mean_return")
 
@@ -95,22 +97,18 @@ class EpisodeLogCallback(BaseCallback):
 def validation_optima(config: PPOConfig, seeds=VALIDATION_SEEDS, echo=print) -> tuple[dict[int, float] | None, str]:
     """Hindsight MILP result of each validation seed (solved once, then read from the cache).
 
-    Returns ``(objectives, note)``; ``objectives`` is None, and ``note`` says why, when the MILP
-    baselines are not available; the ratio column is then left empty. With ``hindsight_time_limit``
+    Returns ``(objectives, note)``; ``objectives`` is None, and ``note`` says why, when the config
+    turns the ratio off; the ratio column is then left empty. With ``hindsight_time_limit``
     a solve may stop before proving optimality: the objective is then the best plan found, so the
     ratio is an upper bound on the ratio to the true optimum (the note gives the statuses and gap).
     """
     if not config.hindsight:
         return None, "hindsight ratio off (hindsight: false)"
-    try:
-        from baselines import cached_hindsight
-    except ImportError as err:
-        return None, f"hindsight ratio not reported: baselines.cached_hindsight unavailable ({err})"
     scenario = load_scenario(config.scenario)
     results = {}
     for seed in seeds:
         results[int(seed)] = result = cached_hindsight(
-            scenario, seed, env_id=config.env_id, cache_dir=str(HINDSIGHT_CACHE), time_limit=config.hindsight_time_limit
+            scenario, seed, env_id=config.env_id, cache_dir=DEFAULT_CACHE_DIR, time_limit=config.hindsight_time_limit
         )
         echo(f"[train] hindsight seed {seed}: {result.status}, objective {result.objective:.2f}, gap {result.gap:.4f}")
     objectives = {s: float(r.objective) for s, r in results.items()}
@@ -122,11 +120,6 @@ def validation_optima(config: PPOConfig, seeds=VALIDATION_SEEDS, echo=print) -> 
     )
 
 
-def ratio_to_optimum(episode_return: float, optimum: float) -> float:
-    """``1 - (G* - G)/|G*|`` (DESIGN.md section 5): at most 1 when ``G <= G*``, reads the same for profits and costs."""
-    return 1.0 - (optimum - episode_return) / abs(optimum)
-
-
 class ValidationCallback(BaseCallback):
     """At the start of a fresh run, every ``config.eval_freq`` timesteps and at the end, plays the
     validation seeds with the current deterministic policy, logs ``eval/mean_return`` and
@@ -134,8 +127,6 @@ class ValidationCallback(BaseCallback):
 
     def __init__(self, config: PPOConfig, out_dir: Path, optima: dict[int, float] | None, echo=print) -> None:
         super().__init__()
-        from agents.factory import make_eval_env
-
         self.config = config
         self.out_dir = out_dir
         self.optima = optima
@@ -174,8 +165,6 @@ class ValidationCallback(BaseCallback):
         self.log.close()
 
     def evaluate(self) -> dict:
-        from baselines.policy import run_episode
-
         self.last_eval = self.num_timesteps
         venv = self.model.get_env()
         meta = AgentMeta(

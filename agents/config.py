@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from envs.files import write_atomic
+
 TRAIN_SEED_LOW = 10**6  # training episode seeds lie in [TRAIN_SEED_LOW, TRAIN_SEED_HIGH)
 TRAIN_SEED_HIGH = 2 * 10**6
 VALIDATION_SEEDS = tuple(range(900, 910))
@@ -241,11 +243,9 @@ class PPOConfig:
         return cls.from_dict(yaml.safe_load(path.read_text()) or {})
 
     def to_file(self, path: str | Path) -> Path:
-        """Write as YAML atomically (temp file then rename)."""
+        """Write as YAML, whole (:func:`envs.files.write_atomic`)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        tmp.replace(path)
+        write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
         return path
 
     @property

@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 import envs  # noqa: F401 - registers the env ids
 from agents.config import TRAIN_SEED_HIGH, TRAIN_SEED_LOW, PPOConfig
-from envs.dynamics import TERM_NAMES
+from envs.reward import TERM_NAMES
 
 ALGO_CLASSES = {"maskable-ppo": MaskablePPO, "ppo": PPO}
 ACTIVATION_CLASSES = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}

@@ -1,4 +1,4 @@
-"""A trained PPO / MaskablePPO agent as a :class:`baselines.policy.Policy`, and its files on disk.
+"""A trained PPO / MaskablePPO agent as a :class:`evaluation.episode.Policy`, and its files on disk.
 
 An agent directory (what ``train.py`` writes, and each ``agents/checkpoints/<scenario>__<env-id>/``):
 
@@ -14,7 +14,6 @@ An agent directory (what ``train.py`` writes, and each ``agents/checkpoints/<sce
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.config import PPOConfig
+from agents.factory import ALGO_CLASSES
+from envs.files import atomic_target, write_atomic
 from envs.scenario import Scenario, load_scenario
 from envs.view import DayView
 
@@ -72,19 +73,6 @@ def env_signature(env: gym.Env) -> dict:
     }
 
 
-def view_action_mask(scenario: Scenario, view: DayView) -> np.ndarray:
-    """The flat mask ``env.action_masks()`` would return, rebuilt from a :class:`DayView` (bool, ``sum(nvec)``)."""
-    net = scenario.network
-    parts = []
-    if view.routes:
-        cols = np.arange(view.lot_mask.shape[1])[None, :] < net.lot_nvec[:, None]
-        parts.append(view.lot_mask[cols])
-    if view.transfers:
-        cols = np.arange(view.transfer_mask.shape[1])[None, :] < net.transfer_nvec[:, None]
-        parts.append(view.transfer_mask[cols])
-    return np.concatenate(parts)
-
-
 class PPOAgent:
     """A trained agent behind the shared policy interface: ``reset(seed)``, ``act(obs, view) -> action``.
 
@@ -118,7 +106,7 @@ class PPOAgent:
         if self.normalizer is not None and self.normalizer.norm_obs:
             obs = self.normalizer.normalize_obs(obs).astype(np.float32)
         if self.masked:
-            action, _ = self.model.predict(obs, deterministic=True, action_masks=view_action_mask(self.scenario, view))
+            action, _ = self.model.predict(obs, deterministic=True, action_masks=view.action_mask())
         else:
             action, _ = self.model.predict(obs, deterministic=True)
         return np.asarray(action, dtype=np.int64)
@@ -158,14 +146,12 @@ def save_agent(directory: str | Path, model, normalizer: VecNormalize | None, co
         action_nvec=tuple(int(n) for n in model.action_space.nvec),
         num_timesteps=int(model.num_timesteps),
     )
-    tmp_model = directory / "model.tmp.zip"
-    model.save(str(tmp_model))
-    os.replace(tmp_model, directory / MODEL_FILE)
+    with atomic_target(directory / MODEL_FILE) as tmp:
+        model.save(str(tmp))
     if normalizer is not None:
-        tmp = directory / (STATS_FILE + ".tmp")
-        normalizer.save(str(tmp))
-        os.replace(tmp, directory / STATS_FILE)
-    _write_text(directory / META_FILE, meta.to_json())
+        with atomic_target(directory / STATS_FILE) as tmp:
+            normalizer.save(str(tmp))
+    write_atomic(directory / META_FILE, meta.to_json())
     config.to_file(directory / CONFIG_FILE)
     scenario.to_file(directory / SCENARIO_FILE)
     return directory
@@ -177,8 +163,6 @@ def load_agent(path: str | Path, env: gym.Env | None = None, name: str | None = 
     Raises ``FileNotFoundError`` naming the missing file, :class:`AgentMismatchError` when ``env``
     (or the saved scenario) differs from what the agent was trained on.
     """
-    from agents.factory import ALGO_CLASSES
-
     path = Path(path)
     directory = path.parent if path.suffix == ".zip" else path
     for needed in (MODEL_FILE, META_FILE, SCENARIO_FILE):
@@ -208,9 +192,3 @@ def load_agent(path: str | Path, env: gym.Env | None = None, name: str | None = 
 def shipped_agent_path(scenario_name: str, env_id: str = "CrossBorderDispatch-v0") -> Path:
     """Directory of the agent shipped for ``scenario_name`` and ``env_id`` (may not exist)."""
     return SHIPPED_DIR / f"{scenario_name}__{env_id}"
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -38,6 +38,10 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.config import PPOConfig
 from agents.factory import TrainingSeeds
+from baselines import make_policy
+from baselines.rolling import RollingHorizonPolicy
+from envs.view import DayView
+from evaluation.episode import run_episode
 
 PRETRAIN_STREAM_OFFSET = 7_919  # teacher episodes use the stream seeded by seed + this (not a PPO env's stream)
 
@@ -73,9 +77,6 @@ class TeacherData:
 
 def make_teacher(config: PPOConfig, scenario):
     """The teacher policy of ``config`` (a heuristic, or the rolling MILP with the config's options)."""
-    from baselines import make_policy
-    from baselines.rolling import RollingHorizonPolicy
-
     if config.pretrain_teacher == RollingHorizonPolicy.name:
         return make_policy(
             config.pretrain_teacher,
@@ -96,6 +97,43 @@ def teacher_env(config: PPOConfig) -> gym.Env:
     )
 
 
+class _Labelled:
+    """A policy that asks the teacher for a label on every state it meets and plays the learner's action
+    (``learner(obs, mask) -> action``), or the teacher's own when there is no learner."""
+
+    name = "teacher"
+
+    def __init__(self, teacher, learner=None) -> None:
+        self.teacher, self.learner = teacher, learner
+        self.labels: list[np.ndarray] = []
+        self.teacher_seconds = 0.0
+
+    def reset(self, seed: int | None = None) -> None:
+        self.teacher.reset(seed)
+
+    def act(self, obs: np.ndarray, view: DayView) -> np.ndarray:
+        t0 = time.perf_counter()
+        label = self.teacher.act(obs, view)
+        self.teacher_seconds += time.perf_counter() - t0
+        self.labels.append(np.asarray(label, dtype=np.int64))
+        return label if self.learner is None else self.learner(obs, view.action_mask())
+
+
+class _Learner:
+    """``learner(obs, mask) -> action`` behind the policy interface."""
+
+    name = "learner"
+
+    def __init__(self, learner) -> None:
+        self.learner = learner
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, obs: np.ndarray, view: DayView) -> np.ndarray:
+        return self.learner(obs, view.action_mask())
+
+
 def collect_teacher(config: PPOConfig, episodes: int, env=None, teacher=None, learner=None) -> TeacherData:
     """Play ``episodes`` training-seed episodes and record the teacher's action on every state.
 
@@ -105,41 +143,26 @@ def collect_teacher(config: PPOConfig, episodes: int, env=None, teacher=None, le
     """
     fresh = env is None
     env = teacher_env(config) if fresh else env
-    base = env.unwrapped
-    teacher = make_teacher(config, base.scenario) if teacher is None else teacher
-    obs_l, mask_l, act_l, rew_l, done_l, returns = [], [], [], [], [], []
-    started, teacher_s, solves, hits = time.perf_counter(), 0.0, 0, 0
+    teacher = make_teacher(config, env.unwrapped.scenario) if teacher is None else teacher
+    labelled = _Labelled(teacher, learner)
+    started, solves, hits, results = time.perf_counter(), 0, 0, []
     for episode in range(episodes):
-        obs, _ = env.reset(seed=config.seed + PRETRAIN_STREAM_OFFSET if fresh and episode == 0 else None)
-        teacher.reset(base.episode_seed)
-        done, total = False, 0.0
-        while not done:
-            mask = base.action_masks()
-            t0 = time.perf_counter()
-            label = teacher.act(obs, base.view())
-            teacher_s += time.perf_counter() - t0
-            obs_l.append(obs)
-            mask_l.append(mask)
-            act_l.append(label)
-            played = label if learner is None else learner(obs, mask)
-            obs, reward, done, _, _ = env.step(played)
-            rew_l.append(reward)
-            done_l.append(done)
-            total += reward
-        returns.append(total)
+        seed = config.seed + PRETRAIN_STREAM_OFFSET if fresh and episode == 0 else None  # else: the stream's next
+        results.append(run_episode(env, labelled, seed, record=True))
         statuses = getattr(teacher, "statuses", None)
         if statuses is not None:
             solves += len(statuses)
             hits += sum(s == "time_limit" for s in statuses)
+    dones = [np.arange(r.steps) == r.steps - 1 for r in results]
     return TeacherData(
-        np.asarray(obs_l, dtype=np.float32),
-        np.asarray(mask_l, dtype=bool),
-        np.asarray(act_l, dtype=np.int64),
-        np.asarray(rew_l, dtype=np.float64),
-        np.asarray(done_l, dtype=bool),
-        float(np.mean(returns)),
+        np.asarray([o for r in results for o in r.observations], dtype=np.float32),
+        np.asarray([m for r in results for m in r.masks], dtype=bool),
+        np.asarray(labelled.labels, dtype=np.int64),
+        np.asarray([x for r in results for x in r.rewards], dtype=np.float64),
+        np.concatenate(dones) if dones else np.zeros(0, dtype=bool),
+        float(np.mean([r.episode_return for r in results])),
         time.perf_counter() - started,
-        teacher_s,
+        labelled.teacher_seconds,
         solves,
         hits,
     )
@@ -217,15 +240,8 @@ def _learner(model, venv: VecNormalize, masked: bool):
 
 def _play(env, learner, episodes: int) -> float:
     """Mean return of ``learner`` alone on the next ``episodes`` episodes of ``env``'s seed stream."""
-    base, returns = env.unwrapped, []
-    for _ in range(episodes):
-        obs, _ = env.reset()
-        done, total = False, 0.0
-        while not done:
-            obs, reward, done, _, _ = env.step(learner(obs, base.action_masks()))
-            total += reward
-        returns.append(total)
-    return float(np.mean(returns))
+    policy = _Learner(learner)
+    return float(np.mean([run_episode(env, policy).episode_return for _ in range(episodes)]))
 
 
 def _snapshot(model, venv: VecNormalize) -> tuple:

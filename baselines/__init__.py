@@ -1,22 +1,28 @@
 """Baselines on the same realizations as the learned agents: hindsight MILP (exact optimum of a seed),
-rolling-horizon MILP, heuristics, and the policy interface they share.
+rolling-horizon MILP and heuristics.
 
-* :func:`solve_hindsight` / :func:`cached_hindsight`: the optimum of one realization, with its plan;
+* :func:`solve_hindsight`: the optimum of one realization, with its plan (cached on disk by
+  :func:`evaluation.cache.cached_hindsight`);
 * :class:`RollingHorizonPolicy`: a policy that plans from today's view and the forecast;
 * :data:`HEURISTICS`, :func:`make_policy`: every non-learned policy by name.
+
+Modules, bottom up: ``plan_input`` (what a MILP plans over), ``milp_model`` (the builder),
+``milp_solve`` (HiGHS, Eq.5 cuts, SKU decomposition), ``heuristics``, ``hindsight``, ``rolling``.
+Policies follow :class:`evaluation.episode.Policy`; :func:`run_episode` is re-exported here for
+convenience.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from baselines.cache import cached_hindsight
 from baselines.heuristics import HEURISTICS
 from baselines.hindsight import HindsightResult, build_hindsight, export_mps, replay_plan, solve_hindsight
-from baselines.milp_model import MilpError, build_model, solve_model
-from baselines.policy import EpisodeResult, Policy, run_episode
+from baselines.milp_model import MilpError, build_model
+from baselines.milp_solve import solve_model
 from baselines.rolling import RollingHorizonPolicy
 from envs.scenario import Scenario
+from evaluation.episode import EpisodeResult, Policy, run_episode
 
 POLICY_NAMES = (*HEURISTICS, RollingHorizonPolicy.name)
 
@@ -45,7 +51,6 @@ __all__ = [
     "RollingHorizonPolicy",
     "build_hindsight",
     "build_model",
-    "cached_hindsight",
     "export_mps",
     "make_policy",
     "replay_plan",

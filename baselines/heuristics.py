@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.realization import expected_demand
+from envs.forecast import expected_demand
 from envs.scenario import Scenario, load_scenario
 from envs.view import DayView
 
@@ -95,8 +95,7 @@ class HomeWarehousePolicy(_RuleBased):
 
     def route(self, view: DayView) -> np.ndarray:
         net = self.net
-        region_pos = np.array([int(np.flatnonzero(net.region_lanes[r] == net.home_lane[r])[0]) for r in range(net.R)])
-        home = 1 + region_pos[net.lot_region]
+        home = net.lot_home_choice
         return np.where(view.lot_mask[np.arange(net.n_lots), home], home, 0)
 
 

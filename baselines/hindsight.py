@@ -14,10 +14,16 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import envs
-from baselines.milp_model import DispatchModel, build_model, hindsight_input, solve_model
-from envs.realization import Realization
+from baselines.heuristics import HEURISTICS
+from baselines.milp_model import DispatchModel, build_model
+from baselines.milp_solve import solve_model
+from baselines.plan_input import hindsight_input
+from envs.files import atomic_target
+from envs.layout import decisions_of
+from envs.realization import Realization, Trace
 from envs.scenario import Scenario, load_scenario
+from evaluation.episode import PlanReplay, run_episode
+from evaluation.metrics import relative_gap
 
 
 @dataclass
@@ -51,13 +57,6 @@ class HindsightResult:
         return HindsightResult(**data)
 
 
-def decisions_of(env_id: str) -> str:
-    """The ``decisions`` of a registered env id, with a clear error otherwise."""
-    if env_id not in envs.ENV_IDS:
-        raise ValueError(f"env_id={env_id!r} is not allowed; allowed: {list(envs.ENV_IDS)}")
-    return envs.ENV_IDS[env_id]
-
-
 def realization_of(scenario: Scenario, seed_or_realization: int | Realization) -> Realization:
     if isinstance(seed_or_realization, Realization):
         return seed_or_realization
@@ -76,19 +75,13 @@ def build_hindsight(
     scen = load_scenario(scenario)
     real = realization_of(scen, seed_or_realization)
     net = scen.network
-    data = hindsight_input(net, real, scen.delay_penalty_alpha)
-    return build_model(net, data, decisions_of(env_id), scen.imbalance_lambda, eq5_cuts=eq5_cuts)
+    return build_model(net, hindsight_input(net, Trace.compile(net, real)), decisions_of(env_id), eq5_cuts=eq5_cuts)
 
 
 def plan_actions(model: DispatchModel, lot_choice: np.ndarray, transfer_choice: np.ndarray) -> list[np.ndarray]:
-    """Env actions day by day for the model's decisions (lot slots, then transfer slots)."""
-    routes = model.decisions in ("both", "routing")
-    transfers = model.decisions in ("both", "transfers")
-    out = []
-    for t in range(model.data.days):
-        parts = ([lot_choice[t]] if routes else []) + ([transfer_choice[t]] if transfers else [])
-        out.append(np.concatenate(parts).astype(np.int64))
-    return out
+    """Env actions day by day, laid out for the model's decisions (``lot_choice`` ``[T', R*K*J]``,
+    ``transfer_choice`` ``[T', L*K]``)."""
+    return [model.layout.assemble(lot_choice[t], transfer_choice[t]) for t in range(model.data.days)]
 
 
 def replay_plan(
@@ -97,20 +90,10 @@ def replay_plan(
     """Play ``plan`` through ``gym.make(env_id)``; return the episode return and its terms."""
     scen = load_scenario(scenario)
     env = gym.make(env_id, scenario=scen)
-    if isinstance(seed_or_realization, Realization):
-        env.reset(options={"realization": seed_or_realization})
-    else:
-        env.reset(seed=int(seed_or_realization))
-    total, terms = 0.0, dict.fromkeys(envs.TERM_NAMES, 0.0)
-    for action in plan:
-        _, reward, terminated, _, info = env.step(action)
-        total += reward
-        for name in envs.TERM_NAMES:
-            terms[name] += info["reward_terms"][name]
-        if terminated:
-            break
+    real = realization_of(scen, seed_or_realization)
+    result = run_episode(env, PlanReplay(plan), int(real.seed), realization=real)
     env.close()
-    return total, terms
+    return result.episode_return, result.terms
 
 
 def fallback_plan(
@@ -123,9 +106,6 @@ def fallback_plan(
     """Best of the solver's ``incumbent`` (if any), doing nothing, and the greedy and base-stock heuristics on
     this realization, replayed through the env (a feasible plan whose objective is its exact return). Used when
     a time limit stops the solver: before any incumbent, or with a poor one (``large``)."""
-    from baselines.heuristics import HEURISTICS
-    from baselines.policy import run_episode
-
     if incumbent is not None:
         best = (*incumbent, "milp")
     else:
@@ -155,7 +135,7 @@ def solve_hindsight(
     the solver, the plan is the best of its incumbent (if any), doing nothing, and the greedy and
     base-stock heuristics (``extra["fallback"]`` names a heuristic or do-nothing when one wins: on
     ``large`` the solver's incumbent can be far worse), and the bound is at least a solve-free one
-    (:func:`baselines.milp_model.simple_bound`).
+    (:func:`baselines.milp_solve.simple_bound`).
     """
     t0 = time.perf_counter()
     if time_limit is not None and not time_limit > 0:
@@ -178,7 +158,7 @@ def solve_hindsight(
         status=sol.status,
         objective=float(objective),
         bound=float(bound),
-        gap=float((bound - objective) / max(abs(objective), 1e-9)),
+        gap=relative_gap(bound, objective),
         seconds=time.perf_counter() - t0,
         rows=model.n_rows,
         cols=model.n_cols,
@@ -202,10 +182,9 @@ def export_mps(
     eq5_cuts: str = "all",
 ) -> Path:
     """Write the hindsight model of one realization as an MPS file (maximization; with every Eq.5 cut by default,
-    so any MILP solver finds the same optimum with no cut loop). Written to a temp file, then renamed."""
+    so any MILP solver finds the same optimum with no cut loop). Written whole (a temp file, then renamed)."""
     path = Path(path)
     model = build_hindsight(scenario, seed_or_realization, env_id, eq5_cuts=eq5_cuts)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    model.write_mps(tmp)
-    tmp.replace(path)
+    with atomic_target(path, suffix=path.suffix) as tmp:  # HiGHS picks the format by the extension
+        model.write_mps(tmp)
     return path

@@ -5,8 +5,9 @@ dispatcher knows (information parity with the learned agents, DESIGN.md section 
 
 * today: the :class:`envs.view.DayView` (on hand, pipeline, today's lots, today's lane status);
 * later days: the scenario's forecast only: mean demand (``envs.expected_demand``, rounded and split
-  into lots like the env), expected transit and Eq.1 + Eq.4 cost per unit (``net.dl_expected_*``),
-  expected transfer leads, scheduled supplier shipments (``envs.realization.expected_supply``), lanes open.
+  into lots like the env), expected Eq.1 and Eq.4 cost per unit (``net.dl_expected_*``), expected
+  transfer leads, scheduled supplier shipments (``envs.forecast.expected_supply``), lanes open
+  (:func:`baselines.plan_input.forecast_input`).
 
 Today's transit times and transfer leads are unknown to a policy, so today is planned with their
 expectations too. It solves, then applies the first day. It never reads the env's realization.
@@ -18,44 +19,12 @@ import time
 
 import numpy as np
 
-from baselines.hindsight import decisions_of
-from baselines.milp_model import PlanInput, build_model, solve_model
-from envs.network import split_lots
-from envs.realization import expected_demand, expected_supply
+from baselines.milp_model import build_model
+from baselines.milp_solve import solve_model
+from baselines.plan_input import forecast_input
+from envs.layout import decisions_of
 from envs.scenario import Scenario, load_scenario
 from envs.view import DayView
-
-
-def forecast_input(scenario: Scenario, view: DayView, window: int) -> PlanInput:
-    """Model data for days ``view.day .. view.day + window - 1`` (clipped to the horizon) from ``view`` + forecast."""
-    net = scenario.network
-    t0 = view.day
-    n = min(window, net.T - t0)
-    H = net.tl_max_lead
-    inbound = np.zeros((n + H + 1, net.W, net.K), dtype=np.int64)
-    inbound[1 : 1 + len(view.pipeline)] = view.pipeline
-    supply = expected_supply(scenario)[t0 : t0 + n].copy()
-    supply[0] = 0  # today's supply is already in view.on_hand
-    mean = expected_demand(scenario)[t0 : t0 + n]  # [n, R, K]
-    lots = split_lots(np.floor(mean + 0.5).astype(np.int64), net.J).reshape(n, -1)
-    lots[0] = view.lots
-    delivery_open = np.ones((n, net.D), dtype=bool)
-    delivery_open[0] = view.delivery_open
-    transfer_open = np.ones((n, net.L), dtype=bool)
-    transfer_open[0] = view.transfer_open
-    route = net.dl_unit_base_cost + net.dl_expected_transit * net.dl_cost_per_day  # E[Eq.1] per unit
-    lead = np.maximum(np.floor(net.tl_expected_lead + 0.5), 1).astype(np.int64)
-    return PlanInput(
-        start_on_hand=view.on_hand.astype(np.int64),
-        inbound=inbound,
-        supply=supply,
-        lots=lots,
-        delivery_open=delivery_open,
-        unit_route_cost=np.tile(route, (n, 1)),
-        unit_delay_penalty=np.tile(net.dl_expected_unit_cost - route, (n, 1)),  # E[Eq.4] per unit
-        transfer_open=transfer_open,
-        transfer_lead=np.tile(lead, (n, 1)),
-    )
 
 
 class RollingHorizonPolicy:
@@ -117,7 +86,7 @@ class RollingHorizonPolicy:
     def act(self, obs: np.ndarray, view: DayView) -> np.ndarray:
         t0 = time.perf_counter()
         data = forecast_input(self.scenario, view, self.window)
-        model = build_model(self.net, data, self.decisions, self.scenario.imbalance_lambda)
+        model = build_model(self.net, data, self.decisions)
         sol = solve_model(model, time_limit=self.time_limit, mip_gap=self.mip_gap)
         self.solve_seconds.append(time.perf_counter() - t0)
         self.statuses.append(sol.status)

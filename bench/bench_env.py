@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402 - registers the ids
+from envs.files import write_atomic  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Environment step speed"
@@ -127,9 +128,7 @@ def write_section(text: str, path: Path = RESULTS) -> None:
         new = head + text + ("\n" + tail if tail else "")
     else:
         new = old.rstrip("\n") + "\n\n" + text
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
+    write_atomic(path, new)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,8 +29,10 @@ import gymnasium as gym  # noqa: E402
 
 import envs  # noqa: E402, F401 - registers the env ids
 from agents import load_agent  # noqa: E402
-from baselines import cached_hindsight, make_policy, run_episode  # noqa: E402
-from baselines.runner import parse_seeds  # noqa: E402
+from baselines import make_policy  # noqa: E402
+from evaluation.cache import cached_hindsight  # noqa: E402
+from evaluation.episode import run_episode  # noqa: E402
+from evaluation.runner import parse_seeds  # noqa: E402
 
 AGENT = "agents/checkpoints/table1__CrossBorderDispatch-v0"
 BUILTIN = ("rolling-milp", "greedy", "base-stock", "random")

@@ -27,24 +27,19 @@ import torch
 
 import envs  # noqa: F401
 from agents import EVAL_SEED_START, load_agent, shipped_agent_path
-from agents.callbacks import HINDSIGHT_CACHE, ratio_to_optimum
 from agents.config import PPOConfig
 from agents.factory import build_model, make_normalized_vec_env
 from baselines.heuristics import HEURISTICS
-from baselines.policy import run_episode
+from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
+from evaluation.episode import run_episode
+from evaluation.metrics import ratio_to_optimum
 
 
-def hindsight_optima(scenario, env_id: str, seeds: list[int], time_limit: float | None) -> dict[int, object] | None:
+def hindsight_optima(scenario, env_id: str, seeds: list[int], time_limit: float | None) -> dict[int, object]:
     """Hindsight result per seed (cached). A deterministic scenario has one realization for every seed,
     so it is solved once (seed ``seeds[0]``) and shared."""
-    try:
-        from baselines import cached_hindsight
-    except ImportError as err:
-        print(f"[bench] no hindsight ratio: {err}")
-        return None
-
     def solve(seed: int):
-        return cached_hindsight(scenario, seed, env_id=env_id, cache_dir=str(HINDSIGHT_CACHE), time_limit=time_limit)
+        return cached_hindsight(scenario, seed, env_id=env_id, cache_dir=DEFAULT_CACHE_DIR, time_limit=time_limit)
 
     if scenario.deterministic:
         shared = solve(seeds[0])

@@ -3,20 +3,22 @@
 Ids: ``CrossBorderDispatch-v0`` (routing and transfers), ``CrossBorderRouting-v0``
 (routing only), ``CrossBorderTransfer-v0`` (transfers only, fixed routing rule).
 See :class:`envs.dispatch_env.CrossBorderDispatchEnv` for the manual.
+
+Modules, bottom up (each imports only those above it): ``files``, ``lots``, ``reward``
+(terms, signs, per-unit formulas), ``forecast`` (expectations), ``network`` (the compiled
+scenario and every coefficient), ``layout`` (decision modes, the action layout),
+``realization`` (the random trace and its compiled ``Trace``), ``scenario`` (validated data),
+``view``, ``dynamics`` (the day transition), ``dispatch_env`` (the Gymnasium env).
 """
 
 from gymnasium.envs.registration import register, registry
 
 from envs.dispatch_env import CrossBorderDispatchEnv
-from envs.dynamics import TERM_NAMES
-from envs.realization import Realization, expected_demand
+from envs.forecast import expected_demand
+from envs.layout import DECISIONS, ENV_IDS, ActionLayout, action_layout, decisions_of
+from envs.realization import Realization
+from envs.reward import TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario, preset_names
-
-ENV_IDS = {
-    "CrossBorderDispatch-v0": "both",
-    "CrossBorderRouting-v0": "routing",
-    "CrossBorderTransfer-v0": "transfers",
-}
 
 for _env_id, _decisions in ENV_IDS.items():
     if _env_id not in registry:
@@ -27,12 +29,16 @@ for _env_id, _decisions in ENV_IDS.items():
         )
 
 __all__ = [
+    "DECISIONS",
     "ENV_IDS",
     "TERM_NAMES",
+    "ActionLayout",
     "CrossBorderDispatchEnv",
     "Realization",
     "Scenario",
     "ScenarioError",
+    "action_layout",
+    "decisions_of",
     "expected_demand",
     "load_scenario",
     "preset_names",

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.dynamics import State, episode_kpis, initial_state, lot_masks, run_day, ship_lots, transfer_masks
-from envs.realization import Realization, demand_cap, expected_demand, expected_supply
+from envs import reward
+from envs.dynamics import (
+    State,
+    episode_kpis,
+    initial_state,
+    lot_masks,
+    ship_lots,
+    shipped_out,
+    transfer_masks,
+    transition,
+)
+from envs.forecast import demand_cap, expected_demand, expected_supply
+from envs.layout import Decisions, action_layout, check_decisions
+from envs.realization import Realization, Trace
 from envs.scenario import Scenario, load_scenario
 from envs.view import DayView
-
-Decisions = Literal["both", "routing", "transfers"]
-DECISIONS: tuple[str, ...] = ("both", "routing", "transfers")
 
 
 class CrossBorderDispatchEnv(gym.Env):
@@ -103,18 +112,9 @@ class CrossBorderDispatchEnv(gym.Env):
     ## Rewards
 
     Per day, in USD, ``reward = eq2 - eq1 - eq4 - eq5 - lost`` exactly, each term in
-    ``info["reward_terms"]``:
+    ``info["reward_terms"]`` (this list is written from ``envs/reward.py``, where the terms are defined):
 
-    * ``eq1_route_cost`` (Eq.1): per unit shipped on lane d, ``distance*cost_per_km +
-      tau*cost_per_transit_day + fee_per_order`` with ``tau`` the realized transit days;
-    * ``eq2_allocation_revenue`` (Eq.2): ``unit_profit`` per unit sold, plus for each
-      transfer of ``q`` units ``q*profit_per_unit - (q*cost_per_unit + fixed_cost)``
-      (the only term that can be negative);
-    * ``eq4_delay_penalty`` (Eq.4): per unit shipped, ``alpha*(tau - t0)^2`` when ``tau > t0``
-      (``t0`` = the region's ``sla_days``);
-    * ``eq5_imbalance`` (Eq.5): ``lambda * sum_{w,k} ((I*_wk - I_wk)/I*_wk)^2`` on end-of-day
-      on hand, over warehouse/SKU pairs with ``I* > 0``;
-    * ``lost_sales``: ``lost_sale_penalty`` per unit of demand rejected or not shippable.
+    {REWARD_TERMS}
 
     Transit cost and delay are charged on the day of shipping. Stock still in transit
     when the horizon ends has no terminal value.
@@ -174,8 +174,7 @@ class CrossBorderDispatchEnv(gym.Env):
         forecast_days: int = 3,
         render_mode: str | None = None,
     ) -> None:
-        if decisions not in DECISIONS:
-            raise ValueError(f"decisions={decisions!r} is not allowed; allowed: {list(DECISIONS)}")
+        check_decisions(decisions)
         if not isinstance(forecast_days, int) or forecast_days < 0:
             raise ValueError(f"forecast_days={forecast_days!r} must be an integer >= 0")
         if render_mode is not None:
@@ -185,27 +184,12 @@ class CrossBorderDispatchEnv(gym.Env):
         self.decisions = decisions
         self.forecast_days = forecast_days
         self.net = net = self.scenario.network
-        self.routes = decisions in ("both", "routing")
-        self.transfers = decisions in ("both", "transfers")
-
-        nvec = []
-        if self.routes:
-            nvec.append(net.lot_nvec)
-        if self.transfers:
-            nvec.append(net.transfer_nvec)
-        nvec = np.concatenate(nvec) if nvec else np.zeros(0, dtype=np.int64)
-        self.n_lot_slots = net.n_lots if self.routes else 0
-        self.n_transfer_slots = net.L * net.K if self.transfers else 0
-        if len(nvec) == 0:
+        self.layout = action_layout(net, decisions)
+        if self.layout.size == 0:
             raise ValueError(
                 f"decisions={decisions!r} leaves no action: scenario {self.scenario.name!r} has no transfer lanes"
             )
-        self.action_space = spaces.MultiDiscrete(nvec)
-        # the fixed routing rule of CrossBorderTransfer-v0: each lot to its region's home lane
-        region_pos = [int(np.flatnonzero(net.region_lanes[r] == net.home_lane[r])[0]) for r in range(net.R)]
-        self._home_choice = 1 + np.array(region_pos)[net.lot_region]
-        self._lot_cols = np.arange(net.lot_lane_table.shape[1])[None, :] < net.lot_nvec[:, None]
-        self._tr_cols = np.arange(net.transfer_qty_table.shape[1])[None, :] < net.transfer_nvec[:, None]
+        self.action_space = spaces.MultiDiscrete(self.layout.nvec)
 
         H, F = net.tl_max_lead, forecast_days
         self.stock_scale = float(max(net.capacity.max(), 1))
@@ -244,7 +228,7 @@ class CrossBorderDispatchEnv(gym.Env):
         self.realization: Realization | None = None
         self.episode_seed: int | None = None
         self.state: State | None = None
-        self._lots: np.ndarray | None = None  # [T, R*K*J] lot sizes of the episode
+        self.trace: Trace | None = None  # the realization compiled against the network (lots, unit costs)
         # the day's masks, each computed at most once per day (the state changes only in reset and step):
         # name -> (day, mask); "lots" [R*K*J, 1 + max lanes], "transfers" [L*K, max levels], "flat" [sum(nvec)]
         self._masks: dict[str, tuple[int, np.ndarray]] = {}
@@ -263,8 +247,8 @@ class CrossBorderDispatchEnv(gym.Env):
             self.episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
             real = self.scenario.sample(self.episode_seed)
         self.realization = real
-        self._lots = real.lots(self.net.J).reshape(self.net.T, -1)
-        self.state = initial_state(self.net, real)
+        self.trace = Trace.compile(self.net, real)
+        self.state = initial_state(self.net, self.trace)
         self._masks = {}
         return self._observation(), {"action_mask": self.action_masks(), "day": 0}
 
@@ -274,28 +258,9 @@ class CrossBorderDispatchEnv(gym.Env):
         if self.state.day >= self.net.T:
             raise RuntimeError("the episode has ended; call reset()")
         action = self._check_action(action)
-        lot_choice = action[: self.n_lot_slots] if self.routes else self._home_choice
-        transfer_choice = (
-            action[self.n_lot_slots :] if self.transfers else np.zeros(self.net.L * self.net.K, dtype=np.int64)
-        )
         day = self.state.day
-        terms = run_day(
-            self.net,
-            self.realization,
-            self.state,
-            self._lots[day],
-            lot_choice,
-            transfer_choice,
-            self.scenario.delay_penalty_alpha,
-            self.scenario.imbalance_lambda,
-        )
-        reward = (
-            terms["eq2_allocation_revenue"]
-            - terms["eq1_route_cost"]
-            - terms["eq4_delay_penalty"]
-            - terms["eq5_imbalance"]
-            - terms["lost_sales"]
-        )
+        self.state, terms = transition(self.net, self.trace, self.state, *self.layout.split(action))
+        reward = reward_of(terms)
         terminated = self.state.day >= self.net.T
         info = {"reward_terms": terms, "day": day, "action_mask": self.action_masks()}
         if terminated:
@@ -315,13 +280,12 @@ class CrossBorderDispatchEnv(gym.Env):
             day=t,
             on_hand=st.on_hand.copy(),
             pipeline=st.inbound[t + 1 : t + 1 + net.tl_max_lead].copy(),
-            lots=self._lots[t].copy(),
+            lots=self.trace.lots[t].copy(),
             delivery_open=self.realization.delivery_open[t].copy(),
             transfer_open=self.realization.transfer_open[t].copy(),
             lot_mask=self._mask("lots").copy(),
             transfer_mask=self._mask("transfers").copy(),
-            routes=self.routes,
-            transfers=self.transfers,
+            layout=self.layout,
         )
 
     # ------------------------------------------------------------ internals
@@ -337,29 +301,24 @@ class CrossBorderDispatchEnv(gym.Env):
         return mask
 
     def _compute_mask(self, name: str) -> np.ndarray:
-        net, st, real = self.net, self.state, self.realization
+        net, st, trace = self.net, self.state, self.trace
         if name == "flat":
-            parts = []
-            if self.routes:
-                parts.append(self._mask("lots")[self._lot_cols])
-            if self.transfers:
-                parts.append(self._mask("transfers")[self._tr_cols])
-            return np.concatenate(parts)
-        cols = self._lot_cols if name == "lots" else self._tr_cols
+            lots = self._mask("lots") if self.layout.routes else None
+            transfers = self._mask("transfers") if self.layout.transfers else None
+            return self.layout.flat_mask(lots, transfers)
+        cols = self.layout.lot_columns if name == "lots" else self.layout.transfer_columns
         if st.day >= net.T:  # episode over: only the null choices
             mask = np.zeros(cols.shape, dtype=bool)
             mask[:, 0] = True
             return mask
-        lots = self._lots[st.day]
         if name == "lots":
-            return lot_masks(net, real, st, lots)
+            return lot_masks(net, trace, st)
         on_hand = None
-        if not self.routes:
+        if not self.layout.routes:
             # the fixed routing rule ships before transfers, so judge transfers on the stock it leaves
-            sent, lane = ship_lots(net, real, st.day, st.on_hand, lots, self._home_choice)
-            out = np.bincount(net.dl_warehouse[lane] * net.K + net.lot_sku, weights=sent, minlength=net.W * net.K)
-            on_hand = st.on_hand - out.astype(np.int64).reshape(net.W, net.K)
-        return transfer_masks(net, real, st, on_hand)
+            sent, lane = ship_lots(net, trace, st.day, st.on_hand, self.layout.fixed_lot_choice)
+            on_hand = st.on_hand - shipped_out(net, sent, lane)
+        return transfer_masks(net, trace, st, on_hand)
 
     def _check_action(self, action) -> np.ndarray:
         a = np.asarray(action)
@@ -391,7 +350,7 @@ class CrossBorderDispatchEnv(gym.Env):
             pipe = st.inbound[t + 1 : t + 1 + H]  # [H, W, K]
             obs[sl["pipeline"]] = np.moveaxis(pipe, 0, -1).reshape(-1) / self.stock_scale
         if t < net.T:
-            obs[sl["lots"]] = self._lots[t] / self.demand_scale
+            obs[sl["lots"]] = self.trace.lots[t] / self.demand_scale
             obs[sl["delivery_open"]] = self.realization.delivery_open[t]
             obs[sl["transfer_open"]] = self.realization.transfer_open[t]
         obs[sl["day"]] = t / net.T
@@ -399,3 +358,7 @@ class CrossBorderDispatchEnv(gym.Env):
         F = self.forecast_days
         obs[sl["forecast"]] = self._forecast[t + 1 : t + 1 + F].reshape(-1)
         return obs
+
+
+reward_of = reward.signed_sum  # reward = eq2 - eq1 - eq4 - eq5 - lost of the day's terms
+CrossBorderDispatchEnv.__doc__ = CrossBorderDispatchEnv.__doc__.replace("    {REWARD_TERMS}", reward.manual())

@@ -1,6 +1,6 @@
-"""The day transition: a deterministic function of (state, action, realization).
+"""The day transition: a pure function of (state, action, realization) returning the next state and the terms.
 
-One call of :func:`run_day` plays one day in the documented order:
+One call of :func:`transition` plays one day in the documented order:
 
 1. (already done when the day was entered) transfers and supplier shipments due
    today are on hand;
@@ -15,31 +15,45 @@ One call of :func:`run_day` plays one day in the documented order:
    which makes the rule independent of the processing order;
 4. end-of-day on hand is scored (Eq.5), then the next day's arrivals are put on hand.
 
+The terms are priced by :mod:`envs.reward`. The input state is never modified (the new state
+shares the arrays that did not change), so a caller may keep, copy or branch from any state.
 The MILP baselines encode exactly these rules; ``tests/test_contract.py`` proves it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from envs.network import Network
-from envs.realization import Realization
+from envs.realization import Trace
+from envs.reward import imbalance, transfer_revenue
 
-TERM_NAMES = ("eq1_route_cost", "eq2_allocation_revenue", "eq4_delay_penalty", "eq5_imbalance", "lost_sales")
+KPI_COUNTERS = (
+    "units_demanded",
+    "units_shipped",
+    "units_on_time",
+    "units_abnormal",
+    "delivery_days",  # sum over shipped units of transit days
+    "transport_cost",  # Eq.1 total, USD
+    "units_transferred",
+)
 
 
 @dataclass
 class State:
-    """Mutable episode state. Shapes: ``W`` warehouses, ``K`` SKUs, ``T`` days, ``H`` max transfer lead."""
+    """Episode state; treat its arrays as values (the transition makes new ones).
+
+    Shapes: ``W`` warehouses, ``K`` SKUs, ``T`` days, ``H`` max transfer lead.
+    """
 
     day: int  # index of the day about to be played, 0..T (T = episode over)
     on_hand: np.ndarray  # [W, K] int, units on hand now (today's arrivals included)
     inbound: np.ndarray  # [T + H + 1, W, K] int, transfer units arriving at the start of each absolute day
     supplied: int = 0  # units received from suppliers so far (for the conservation check)
     shipped: int = 0  # units delivered to customers so far
-    kpi: dict[str, float] = field(default_factory=dict)
+    kpi: dict[str, float] = field(default_factory=dict)  # KPI_COUNTERS, summed over the days played
     arrived_through: int = 0  # last day whose arrivals are on hand (T - 1 once the episode is over)
 
     def in_transit(self) -> int:
@@ -58,46 +72,38 @@ class State:
         )
 
 
-KPI_COUNTERS = (
-    "units_demanded",
-    "units_shipped",
-    "units_on_time",
-    "units_abnormal",
-    "delivery_days",  # sum over shipped units of transit days
-    "transport_cost",  # Eq.1 total, USD
-    "units_transferred",
-)
-
-
-def initial_state(net: Network, real: Realization) -> State:
+def initial_state(net: Network, trace: Trace) -> State:
+    """Day 0 with its arrivals on hand."""
     inbound = np.zeros((net.T + net.tl_max_lead + 1, net.W, net.K), dtype=np.int64)
     state = State(day=0, on_hand=net.initial_stock.copy(), inbound=inbound, kpi=dict.fromkeys(KPI_COUNTERS, 0.0))
-    _receive(state, real)
-    return state
+    return _receive(state, trace)
 
 
-def _receive(state: State, real: Realization) -> None:
-    """Put the current day's transfer and supplier arrivals on hand."""
-    t = state.day
-    state.on_hand += state.inbound[t] + real.supply[t]
-    state.supplied += int(real.supply[t].sum())
-    state.arrived_through = t
+def _receive(state: State, trace: Trace) -> State:
+    """The state with the current day's transfer and supplier arrivals on hand."""
+    t, supply = state.day, trace.realization.supply[state.day]
+    return replace(
+        state,
+        on_hand=state.on_hand + state.inbound[t] + supply,
+        supplied=state.supplied + int(supply.sum()),
+        arrived_through=t,
+    )
 
 
-def lot_masks(net: Network, real: Realization, state: State, lots_today: np.ndarray) -> np.ndarray:
+def lot_masks(net: Network, trace: Trace, state: State) -> np.ndarray:
     """Feasible choices per lot slot ``[n_lots, 1 + max lanes]`` bool, each judged alone at start of day.
 
     Reject (column 0) is always allowed; a lane is allowed if it is open today and its
     warehouse holds at least the lot's size; an empty lot allows only reject.
     """
-    size = lots_today.reshape(-1)[:, None]
+    size = trace.lots[state.day][:, None]
     stock = state.on_hand.reshape(-1)[net.lot_stock_index]
-    ok = net.lot_valid & real.delivery_open[state.day][net.lot_lane_c] & (stock >= size) & (size > 0)
+    ok = net.lot_valid & trace.realization.delivery_open[state.day][net.lot_lane_c] & (stock >= size) & (size > 0)
     ok[:, 0] = True
     return ok
 
 
-def transfer_masks(net: Network, real: Realization, state: State, on_hand: np.ndarray | None = None) -> np.ndarray:
+def transfer_masks(net: Network, trace: Trace, state: State, on_hand: np.ndarray | None = None) -> np.ndarray:
     """Feasible levels per transfer slot ``[L*K, max levels]`` bool, each judged alone.
 
     Level 0 (send nothing) is always allowed; a quantity ``q > 0`` needs the lane open
@@ -116,7 +122,7 @@ def transfer_masks(net: Network, real: Realization, state: State, on_hand: np.nd
     position = on_hand.sum(axis=1) + state.inbound[t + 1 :].sum(axis=(0, 2))
     room = (net.capacity - position)[net.tl_destination[slot_lane]]
     ok = (
-        real.transfer_open[t][slot_lane][:, None]
+        trace.realization.transfer_open[t][slot_lane][:, None]
         & (qty <= origin_stock[:, None])
         & (qty <= room[:, None])
         & net.transfer_level_valid
@@ -126,19 +132,20 @@ def transfer_masks(net: Network, real: Realization, state: State, on_hand: np.nd
 
 
 def ship_lots(
-    net: Network, real: Realization, day: int, on_hand: np.ndarray, lots: np.ndarray, lot_choice: np.ndarray
+    net: Network, trace: Trace, day: int, on_hand: np.ndarray, lot_choice: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Step 2 of the day, without side effects: ``(sent, lane)``, both ``[R*K*J]`` int.
+    """Step 2 of the day: ``(sent, lane)``, both ``[R*K*J]`` int.
 
     ``sent`` is the units each lot slot ships (its whole size or 0), ``lane`` the delivery
     lane it names (0 where rejected; only meaningful where ``sent > 0``). Lots are played in
     slot order against ``on_hand`` ``[W, K]`` at the start of the day.
     """
+    lots = trace.lots[day]
     k_of = net.lot_sku
     lane = net.lot_lane_table[np.arange(net.n_lots), lot_choice]  # -1 = reject
     wanted = (lane >= 0) & (lots > 0)
     lane_c = np.where(wanted, lane, 0)
-    wanted &= real.delivery_open[day][lane_c]
+    wanted &= trace.realization.delivery_open[day][lane_c]
     wh = net.dl_warehouse[lane_c]
 
     # Fast path: if no (warehouse, SKU) is asked for more than it holds, every wanted lot ships;
@@ -158,102 +165,99 @@ def ship_lots(
     return np.where(ships, lots, 0), lane_c
 
 
-def run_day(
-    net: Network,
-    real: Realization,
-    state: State,
-    lots: np.ndarray,
-    lot_choice: np.ndarray,
-    transfer_choice: np.ndarray,
-    alpha: float,
-    lam: float,
-) -> dict[str, float]:
-    """Play day ``state.day`` in place and return its reward terms (positive magnitudes but Eq.2).
+def shipped_out(net: Network, sent: np.ndarray, lane: np.ndarray) -> np.ndarray:
+    """Units leaving each ``(warehouse, SKU)`` ``[W, K]`` int for the lots ``ship_lots`` sent."""
+    out = np.bincount(net.dl_warehouse[lane] * net.K + net.lot_sku, weights=sent, minlength=net.W * net.K)
+    return out.astype(np.int64).reshape(net.W, net.K)
 
-    ``lots``: ``[R*K*J]`` int, today's lot sizes (``real.lots(J)[t].reshape(-1)``).
+
+def send_transfers(
+    net: Network, trace: Trace, state: State, on_hand: np.ndarray, transfer_choice: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 3 of the day: the transfers executed, as ``(lane, sku, quantity)`` arrays in slot order.
+
+    ``on_hand`` ``[W, K]`` is the stock after step 2; capacity is judged on it plus everything
+    inbound (see the module docstring).
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    if net.L == 0:
+        return empty, empty, empty
+    t, real = state.day, trace.realization
+    qty = net.transfer_qty_table[np.arange(net.L * net.K), transfer_choice]
+    # a closed lane sends nothing and leaves stock and positions as they are, so drop its slots first
+    slots = np.flatnonzero((qty > 0) & real.transfer_open[t][net.transfer_slot_lane])
+    if slots.size == 0:
+        return empty, empty, empty
+    lane, sku, q = net.transfer_slot_lane[slots], net.transfer_slot_sku[slots], qty[slots]
+    origin, dest = net.tl_origin[lane], net.tl_destination[lane]
+    position = on_hand.sum(axis=1) + state.inbound[t + 1 :].sum(axis=(0, 2))
+    need = np.bincount(origin * net.K + sku, weights=q, minlength=net.W * net.K).reshape(net.W, net.K)
+    incoming = np.bincount(dest, weights=q, minlength=net.W)
+    if np.all(need <= on_hand) and np.all(position + incoming <= net.capacity):
+        return lane, sku, q  # fast path: every slot passes its checks in any order
+    sends = np.zeros(slots.size, dtype=bool)
+    stock = on_hand.tolist()
+    pos, cap = position.tolist(), net.capacity.tolist()
+    for i, (o, d, k, n) in enumerate(zip(origin.tolist(), dest.tolist(), sku.tolist(), q.tolist(), strict=True)):
+        if stock[o][k] < n or pos[d] + n > cap[d]:
+            continue
+        stock[o][k] -= n
+        pos[d] += n
+        sends[i] = True
+    return lane[sends], sku[sends], q[sends]
+
+
+def transition(
+    net: Network, trace: Trace, state: State, lot_choice: np.ndarray, transfer_choice: np.ndarray
+) -> tuple[State, dict[str, float]]:
+    """Play day ``state.day``: ``(next state, reward terms)`` (positive magnitudes but Eq.2, USD).
+
     ``lot_choice``: ``[R*K*J]`` int, 0 = reject, ``i`` = the region's ``i``-th lane.
     ``transfer_choice``: ``[L*K]`` int, level index per transfer slot.
+    (:class:`envs.layout.ActionLayout` turns an env action into these.)
     """
-    t = state.day
-    k_of = net.lot_sku
-    sent, lane_c = ship_lots(net, real, t, state.on_hand, lots, lot_choice)
-    out = np.bincount(net.dl_warehouse[lane_c] * net.K + k_of, weights=sent, minlength=net.W * net.K)
-    state.on_hand -= out.astype(np.int64).reshape(net.W, net.K)
-
-    tau = real.transit_days[t][lane_c]
-    late = np.maximum(tau - net.sla_days[net.lot_region], 0)
-    eq1 = float(np.dot(sent, net.dl_unit_base_cost[lane_c] + tau * net.dl_cost_per_day[lane_c]))
+    t, real = state.day, trace.realization
+    lots, k_of = trace.lots[t], net.lot_sku
+    sent, lane_c = ship_lots(net, trace, t, state.on_hand, lot_choice)
+    on_hand = state.on_hand - shipped_out(net, sent, lane_c)
+    eq1 = float(np.dot(sent, trace.unit_route_cost[t][lane_c]))
+    eq4 = float(np.dot(sent, trace.unit_delay_penalty[t][lane_c]))
     eq2 = float(np.dot(sent, net.unit_profit[k_of]))
-    eq4 = float(alpha * np.dot(sent, late * late))
     lost = float(np.dot(lots - sent, net.lost_penalty[k_of]))
 
-    eq2 += _run_transfers(net, real, state, transfer_choice)
+    lane, sku, q = send_transfers(net, trace, state, on_hand, transfer_choice)
+    inbound = state.inbound
+    if q.size:
+        on_hand = on_hand.copy()
+        np.subtract.at(on_hand, (net.tl_origin[lane], sku), q)
+        inbound = inbound.copy()
+        np.add.at(inbound, (t + real.transfer_lead[t, lane], net.tl_destination[lane], sku), q)
+        eq2 += float(np.sum(transfer_revenue(net, lane, q)))
 
-    eq5 = imbalance(net, state.on_hand, lam)
+    eq5 = imbalance(net, on_hand)
 
-    kpi = state.kpi
+    tau = real.transit_days[t][lane_c]
     n_sent = int(sent.sum())
+    kpi = dict(state.kpi)
     kpi["units_demanded"] += int(lots.sum())
     kpi["units_shipped"] += n_sent
-    kpi["units_on_time"] += int(sent[late == 0].sum())
+    kpi["units_on_time"] += int(sent[tau <= net.sla_days[net.lot_region]].sum())
     kpi["units_abnormal"] += int(sent[real.abnormal_delay[t][lane_c] > 0].sum())
     kpi["delivery_days"] += float(np.dot(sent, tau))
     kpi["transport_cost"] += eq1
-    state.shipped += n_sent
+    kpi["units_transferred"] += int(q.sum())
 
-    state.day += 1
-    if state.day < net.T:
-        _receive(state, real)
-    return {
+    new = State(t + 1, on_hand, inbound, state.supplied, state.shipped + n_sent, kpi, state.arrived_through)
+    if new.day < net.T:
+        new = _receive(new, trace)
+    terms = {
         "eq1_route_cost": eq1,
         "eq2_allocation_revenue": eq2,
         "eq4_delay_penalty": eq4,
         "eq5_imbalance": eq5,
         "lost_sales": lost,
     }
-
-
-def _run_transfers(net: Network, real: Realization, state: State, transfer_choice: np.ndarray) -> float:
-    """Execute the day's transfers in slot order; return their Eq.2 contribution (USD, may be negative)."""
-    if net.L == 0:
-        return 0.0
-    t = state.day
-    qty = net.transfer_qty_table[np.arange(net.L * net.K), transfer_choice]
-    # a closed lane sends nothing and leaves stock and positions as they are, so drop its slots first
-    slots = np.flatnonzero((qty > 0) & real.transfer_open[t][net.transfer_slot_lane])
-    if slots.size == 0:
-        return 0.0
-    lane, sku, q = net.transfer_slot_lane[slots], net.transfer_slot_sku[slots], qty[slots]
-    origin, dest = net.tl_origin[lane], net.tl_destination[lane]
-    # capacity is judged on post-shipment on hand plus everything inbound (see module docstring)
-    position = state.on_hand.sum(axis=1) + state.inbound[t + 1 :].sum(axis=(0, 2))
-    need = np.bincount(origin * net.K + sku, weights=q, minlength=net.W * net.K).reshape(net.W, net.K)
-    incoming = np.bincount(dest, weights=q, minlength=net.W)
-    if np.all(need <= state.on_hand) and np.all(position + incoming <= net.capacity):
-        sends = np.ones(slots.size, dtype=bool)  # fast path: every slot passes its checks in any order
-    else:
-        sends = np.zeros(slots.size, dtype=bool)
-        stock = state.on_hand.tolist()
-        pos, cap = position.tolist(), net.capacity.tolist()
-        for i, (o, d, k, n) in enumerate(zip(origin.tolist(), dest.tolist(), sku.tolist(), q.tolist(), strict=True)):
-            if stock[o][k] < n or pos[d] + n > cap[d]:
-                continue
-            stock[o][k] -= n
-            pos[d] += n
-            sends[i] = True
-    lane, sku, q, origin, dest = lane[sends], sku[sends], q[sends], origin[sends], dest[sends]
-    np.subtract.at(state.on_hand, (origin, sku), q)
-    np.add.at(state.inbound, (t + real.transfer_lead[t, lane], dest, sku), q)
-    state.kpi["units_transferred"] += int(q.sum())
-    return float(np.sum(q * (net.tl_profit_per_unit[lane] - net.tl_cost_per_unit[lane]) - net.tl_fixed_cost[lane]))
-
-
-def imbalance(net: Network, on_hand: np.ndarray, lam: float) -> float:
-    """Eq.5 summed over warehouses: ``lam * sum_{w,k: I*>0} ((I*_wk - I_wk) / I*_wk)^2`` (USD)."""
-    target = net.target_stock
-    scored = target > 0
-    gap = np.where(scored, (target - on_hand) / np.where(scored, target, 1), 0.0)
-    return float(lam * np.sum(gap * gap))
+    return new, terms
 
 
 KPI_NAMES = (

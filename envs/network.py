@@ -1,9 +1,12 @@
-"""Network: a scenario compiled to index arrays, shared by the environment and the MILP.
+"""Network: a scenario compiled to index arrays, the one object the environment and the MILPs read.
+
+Every coefficient lives here (costs, penalties, ``delay_alpha`` of Eq.4, ``imbalance_lambda`` of
+Eq.5), so the env, the hindsight MILP and the rolling MILP cannot be handed different values.
 
 Index sets (sizes in brackets): warehouses ``w`` [W], regions ``r`` [R], SKUs ``k`` [K],
 delivery lanes ``d`` [D], transfer lanes ``l`` [L], lots per (region, SKU) ``j`` [J].
 
-Action layout (one ``MultiDiscrete`` vector, see :class:`envs.dispatch_env.CrossBorderDispatchEnv`):
+Slot tables (which slots an env id's action holds: :class:`envs.layout.ActionLayout`):
 
 * lot slots, ordered ``(r, k, j)`` with ``j`` fastest; slot value 0 = reject, ``1 + i`` =
   the region's ``i``-th delivery lane (``region_lanes[r][i]``, lanes in scenario order);
@@ -18,7 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
+from envs.forecast import expected_demand, expected_lane_costs, expected_lead_days, expected_transit_days
+
+if TYPE_CHECKING:  # annotations only: Scenario.network builds this
     from envs.scenario import Scenario
 
 
@@ -40,13 +45,17 @@ class Network:
     unit_profit: np.ndarray  # [K] USD/unit
     lost_penalty: np.ndarray  # [K] USD/unit
     sla_days: np.ndarray  # [R] int, t0 of Eq.4
+    delay_alpha: float  # alpha of Eq.4, USD per unit per day^2 late
+    imbalance_lambda: float  # lambda of Eq.5, USD per warehouse-day at unit relative gap
     # --- delivery lanes
     dl_warehouse: np.ndarray  # [D] int
     dl_region: np.ndarray  # [D] int
     dl_unit_base_cost: np.ndarray  # [D] USD/unit: distance*cost_per_km + fee_per_order
     dl_cost_per_day: np.ndarray  # [D] USD/unit/day in transit (v of Eq.1)
     dl_expected_transit: np.ndarray  # [D] float days, including expected abnormal delay
-    dl_expected_unit_cost: np.ndarray  # [D] USD/unit: expected Eq.1 + Eq.4 of one unit shipped (what a policy can know)
+    dl_expected_route_cost: np.ndarray  # [D] USD/unit: expected Eq.1 of one unit shipped (what a policy can know)
+    dl_expected_delay_penalty: np.ndarray  # [D] USD/unit: expected Eq.4 of one unit shipped
+    dl_expected_unit_cost: np.ndarray  # [D] USD/unit: the sum of the two
     region_lanes: tuple[np.ndarray, ...]  # R arrays of lane ids serving region r
     home_lane: np.ndarray  # [R] lane id of the fixed routing rule
     # --- transfer lanes
@@ -63,6 +72,7 @@ class Network:
     lot_sku: np.ndarray  # [R*K*J] SKU of each lot slot
     lot_nvec: np.ndarray  # [R*K*J] 1 + number of lanes of the slot's region
     lot_lane_table: np.ndarray  # [R*K*J, 1 + max lanes] lane id per choice, -1 = reject / invalid
+    lot_home_choice: np.ndarray  # [R*K*J] choice naming the slot's home lane (the fixed rule of CrossBorderTransfer-v0)
     transfer_nvec: np.ndarray  # [L*K] number of levels per transfer slot
     transfer_qty_table: np.ndarray  # [L*K, max levels] units per choice (0-padded)
     # --- precomputed gathers for the per-day masks (speed only; derived from the fields above)
@@ -92,8 +102,6 @@ class Network:
 
     @staticmethod
     def build(s: Scenario) -> Network:
-        from envs.realization import expected_demand  # realization imports this module
-
         sku = {k.name: i for i, k in enumerate(s.skus)}
         wh = {w.name: i for i, w in enumerate(s.warehouses)}
         reg = {r.name: i for i, r in enumerate(s.regions)}
@@ -134,6 +142,12 @@ class Network:
         dl_warehouse = np.array([wh[ln.warehouse] for ln in dls], dtype=np.int64)
         lot_lane_c = np.where(lot_lane_table >= 0, lot_lane_table, 0)
         transfer_nvec = np.repeat([len(lv) for lv in levels], K).astype(np.int64)
+        home_position = np.array([int(np.flatnonzero(region_lanes[r] == home_lane[r])[0]) for r in range(R)])
+        sla = np.array([r.sla_days for r in s.regions], dtype=np.int64)
+        alpha = float(s.delay_penalty_alpha)
+        costs = np.array(
+            [expected_lane_costs(ln, int(sla[reg[ln.region]]), alpha, s.deterministic) for ln in dls]
+        ).reshape(D, 2)
         sups = s.supplier_shipments
         n_arrivals = [len(range(sh.first_day, s.horizon_days, sh.period_days)) for sh in sups]
         return Network(
@@ -150,7 +164,9 @@ class Network:
             is_hub=np.array([w.kind == "hub" for w in s.warehouses]),
             unit_profit=np.array([k.unit_profit for k in s.skus], dtype=np.float64),
             lost_penalty=np.array([k.lost_sale_penalty for k in s.skus], dtype=np.float64),
-            sla_days=np.array([r.sla_days for r in s.regions], dtype=np.int64),
+            sla_days=sla,
+            delay_alpha=alpha,
+            imbalance_lambda=float(s.imbalance_lambda),
             dl_warehouse=dl_warehouse,
             dl_region=np.array([reg[ln.region] for ln in dls], dtype=np.int64),
             dl_unit_base_cost=np.array([ln.distance_km * ln.cost_per_km + ln.fee_per_order for ln in dls]),
@@ -163,12 +179,9 @@ class Network:
                     for ln in dls
                 ]
             ),
-            dl_expected_unit_cost=np.array(
-                [
-                    expected_unit_cost(ln, s.regions[reg[ln.region]].sla_days, s.delay_penalty_alpha, s.deterministic)
-                    for ln in dls
-                ]
-            ),
+            dl_expected_route_cost=costs[:, 0].copy(),
+            dl_expected_delay_penalty=costs[:, 1].copy(),
+            dl_expected_unit_cost=costs[:, 0] + costs[:, 1],
             region_lanes=region_lanes,
             home_lane=home_lane,
             tl_origin=np.array([wh[t.origin] for t in s.transfer_lanes], dtype=np.int64),
@@ -178,17 +191,14 @@ class Network:
             tl_fixed_cost=np.array([t.fixed_cost for t in s.transfer_lanes], dtype=np.float64),
             tl_profit_per_unit=np.array([t.profit_per_unit for t in s.transfer_lanes], dtype=np.float64),
             tl_expected_lead=np.array(
-                [
-                    midpoint(t.lead_time_days) if s.deterministic else sum(t.lead_time_days) / 2
-                    for t in s.transfer_lanes
-                ],
-                dtype=np.float64,
+                [expected_lead_days(t.lead_time_days, s.deterministic) for t in s.transfer_lanes], dtype=np.float64
             ),
             tl_max_lead=max((t.lead_time_days[1] for t in s.transfer_lanes), default=1),
             lot_region=lot_region,
             lot_sku=lot_sku,
             lot_nvec=1 + np.array([len(region_lanes[r]) for r in lot_region], dtype=np.int64),
             lot_lane_table=lot_lane_table,
+            lot_home_choice=_read_only(1 + home_position[lot_region]),
             transfer_nvec=transfer_nvec,
             transfer_qty_table=qty_table,
             lot_lane_c=lot_lane_c,
@@ -217,46 +227,3 @@ class Network:
 def _read_only(x: np.ndarray) -> np.ndarray:
     x.flags.writeable = False
     return x
-
-
-def expected_transit_days(
-    transit: tuple[int, int], p_abnormal: float, delay: tuple[int, int], deterministic: bool
-) -> float:
-    """Mean transit days of a lane (what a policy may plan with); the realized value under ``deterministic``."""
-    if deterministic:
-        return float(midpoint(transit))
-    return (transit[0] + transit[1]) / 2 + p_abnormal * (delay[0] + delay[1]) / 2
-
-
-def transit_distribution(lane, deterministic: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Support (days) and probabilities of a delivery lane's realized transit time."""
-    if deterministic:
-        return np.array([midpoint(lane.transit_days)]), np.array([1.0])
-    base = np.arange(lane.transit_days[0], lane.transit_days[1] + 1)
-    extra = np.arange(lane.abnormal_delay_days[0], lane.abnormal_delay_days[1] + 1)
-    p = lane.abnormal_delay_prob
-    days = np.concatenate([base, (base[:, None] + extra[None, :]).reshape(-1)])
-    prob = np.concatenate(
-        [np.full(len(base), (1 - p) / len(base)), np.full(len(base) * len(extra), p / (len(base) * len(extra)))]
-    )
-    return days, prob
-
-
-def expected_unit_cost(lane, sla_days: int, alpha: float, deterministic: bool) -> float:
-    """E[Eq.1 + Eq.4] of one unit shipped on ``lane`` (USD), over its transit distribution."""
-    days, prob = transit_distribution(lane, deterministic)
-    late = np.maximum(days - sla_days, 0)
-    eq1 = lane.distance_km * lane.cost_per_km + lane.fee_per_order + days * lane.cost_per_transit_day
-    return float(np.dot(prob, eq1 + alpha * late * late))
-
-
-def midpoint(pair: tuple[int, int]) -> int:
-    """Integer mean of a day range, rounded half up (the deterministic realization)."""
-    return (pair[0] + pair[1] + 1) // 2
-
-
-def split_lots(demand: np.ndarray, J: int) -> np.ndarray:
-    """Split integer demand ``[...]`` into ``J`` lots ``[..., J]``: as equal as possible, larger lots first."""
-    base = demand[..., None] // J
-    extra = (np.arange(J) < (demand[..., None] % J)).astype(demand.dtype)
-    return base + extra

@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs.network import split_lots
+from envs.forecast import demand_cap, expected_demand, expected_supply
+from envs.lots import split_lots
+from envs.reward import lane_unit_costs
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: Scenario.sample calls this module
+    from envs.network import Network
     from envs.scenario import Scenario
 
 
@@ -32,7 +35,7 @@ class Realization:
     supply: np.ndarray  # [T, W, K] int, supplier units arriving on hand at the start of day t
 
     def lots(self, lots_per_batch: int) -> np.ndarray:
-        """Lot sizes ``[T, R, K, J]`` (units); see :func:`envs.network.split_lots`."""
+        """Lot sizes ``[T, R, K, J]`` (units); see :func:`envs.lots.split_lots`."""
         return split_lots(self.demand, lots_per_batch)
 
     def copy(self) -> Realization:
@@ -85,40 +88,23 @@ def _copy(x):
     return x.copy() if isinstance(x, np.ndarray) else x
 
 
-def expected_demand(scenario: Scenario) -> np.ndarray:
-    """Mean demand ``[T, R, K]`` (float units/day): the forecast every policy may read."""
-    T, regions, skus = scenario.horizon_days, scenario.regions, scenario.skus
-    days = np.arange(T)
-    out = np.zeros((T, len(regions), len(skus)))
-    sku_index = {k.name: i for i, k in enumerate(skus)}
-    for r, region in enumerate(regions):
-        for name, m in region.demand.items():
-            rate = m.base_rate * np.asarray(m.weekly)[days % 7] * np.maximum(0.0, 1.0 + m.trend * days)
-            for p in m.promotions:
-                rate = np.where((days >= p.start_day) & (days <= p.end_day), rate * p.multiplier, rate)
-            out[:, r, sku_index[name]] = rate
-    return out
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """A realization compiled against its network: what the day transition and the hindsight MILP read.
 
-
-def demand_cap(mean: np.ndarray) -> np.ndarray:
-    """Largest demand a realization may hold: ``floor(3 * mean + 20)`` units (same shape as ``mean``).
-
-    Poisson demand is truncated there so that the observation has finite documented bounds;
-    the cap is more than 20 standard deviations above the mean for any rate, so no sample
-    drawn in practice is changed by it.
+    Both take the lot sizes and the per-unit Eq.1 and Eq.4 of every day and lane from here, so
+    the env and the MILP price a shipment with the same numbers (:func:`envs.reward.lane_unit_costs`).
     """
-    return np.floor(3.0 * mean + 20.0).astype(np.int64)
 
+    realization: Realization
+    lots: np.ndarray  # [T, R*K*J] int, lot sizes in slot order
+    unit_route_cost: np.ndarray  # [T, D] USD per unit shipped that day on the lane: Eq.1
+    unit_delay_penalty: np.ndarray  # [T, D] USD per unit shipped that day on the lane: Eq.4
 
-def expected_supply(scenario: Scenario) -> np.ndarray:
-    """Scheduled supplier units ``[T, W, K]`` (the plan; the realization may deviate by ``quantity_cv``)."""
-    T = scenario.horizon_days
-    wh = {w.name: i for i, w in enumerate(scenario.warehouses)}
-    sku = {k.name: i for i, k in enumerate(scenario.skus)}
-    out = np.zeros((T, len(wh), len(sku)), dtype=np.int64)
-    for sh in scenario.supplier_shipments:
-        out[sh.first_day : T : sh.period_days, wh[sh.warehouse], sku[sh.sku]] += sh.quantity
-    return out
+    @staticmethod
+    def compile(net: Network, real: Realization) -> Trace:
+        route, delay = lane_unit_costs(net, real.transit_days)
+        return Trace(real, real.lots(net.J).reshape(net.T, -1), route, delay)
 
 
 def sample_realization(scenario: Scenario, seed: int) -> Realization:
@@ -127,7 +113,7 @@ def sample_realization(scenario: Scenario, seed: int) -> Realization:
     T, D, L = net.T, net.D, net.L
     mean_demand = net.mean_demand
     if scenario.deterministic:
-        mid = (net.dl_transit_range.sum(axis=1) + 1) // 2  # envs.network.midpoint, per lane
+        mid = (net.dl_transit_range.sum(axis=1) + 1) // 2  # envs.forecast.midpoint, per lane
         lead = (net.tl_lead_range.sum(axis=1) + 1) // 2
         return Realization(
             seed=int(seed),

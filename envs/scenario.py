@@ -18,14 +18,14 @@ import hashlib
 import json
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-if TYPE_CHECKING:
-    from envs.network import Network
-    from envs.realization import Realization
+from envs.files import write_atomic
+from envs.network import Network
+from envs.realization import Realization, sample_realization
 
 PRESET_DIR = Path(__file__).parent / "scenarios"
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -247,9 +247,7 @@ class Scenario(_Model):
             if path.suffix == ".json"
             else yaml.dump(data, Dumper=_YAML_DUMPER, sort_keys=False)
         )
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_atomic(path, text)
         return path
 
     def content_hash(self) -> str:
@@ -260,15 +258,11 @@ class Scenario(_Model):
     # ----------------------------------------------------------- derived data
     @functools.cached_property
     def network(self) -> Network:
-        """Index arrays for the environment and the MILP (computed once per scenario)."""
-        from envs.network import Network
-
+        """Index arrays and coefficients for the environment and the MILPs (computed once per scenario)."""
         return Network.build(self)
 
     def sample(self, seed: int) -> Realization:
         """Draw the episode's exogenous trace; deterministic per ``seed``, independent of any action."""
-        from envs.realization import sample_realization
-
         return sample_realization(self, seed)
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from envs.layout import ActionLayout
+
 
 @dataclass(frozen=True)
 class DayView:
@@ -21,14 +23,22 @@ class DayView:
     transfer_open: np.ndarray  # [L] bool, lane open today
     lot_mask: np.ndarray  # [R*K*J, 1 + max lanes] bool, each choice feasible alone
     transfer_mask: np.ndarray  # [L*K, max levels] bool, each level feasible alone
-    routes: bool  # the action holds lot slots
-    transfers: bool  # the action holds transfer slots
+    layout: ActionLayout  # which slots the env id's action holds
+
+    @property
+    def routes(self) -> bool:
+        """The action holds lot slots."""
+        return self.layout.routes
+
+    @property
+    def transfers(self) -> bool:
+        """The action holds transfer slots."""
+        return self.layout.transfers
 
     def action(self, lot_choice: np.ndarray | None, transfer_choice: np.ndarray | None) -> np.ndarray:
         """Assemble the env action from the parts the env id expects (the others are ignored)."""
-        parts = []
-        if self.routes:
-            parts.append(np.asarray(lot_choice, dtype=np.int64))
-        if self.transfers:
-            parts.append(np.asarray(transfer_choice, dtype=np.int64))
-        return np.concatenate(parts)
+        return self.layout.assemble(lot_choice, transfer_choice)
+
+    def action_mask(self) -> np.ndarray:
+        """The flat mask ``env.action_masks()`` returns at this moment (bool, ``sum(nvec)``)."""
+        return self.layout.flat_mask(self.lot_mask, self.transfer_mask)

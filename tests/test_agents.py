@@ -18,12 +18,11 @@ from agents import (
     PPOAgent,
     PPOConfig,
     load_agent,
-    view_action_mask,
 )
-from agents.callbacks import ratio_to_optimum
 from agents.factory import TrainingSeeds, build_model, make_env, make_normalized_vec_env
 from agents.policy import AgentMeta, save_agent
-from baselines.policy import Policy, run_episode
+from evaluation.episode import Policy, run_episode
+from evaluation.metrics import ratio_to_optimum
 
 torch.set_num_threads(1)  # small MLPs: extra threads only contend with the other test worker
 
@@ -131,7 +130,7 @@ def test_view_mask_equals_env_mask_along_a_trajectory(env_id):
     rng = np.random.default_rng(0)
     for _ in range(base.net.T):
         mask = base.action_masks()
-        np.testing.assert_array_equal(view_action_mask(base.scenario, base.view()), mask)
+        np.testing.assert_array_equal(base.view().action_mask(), mask)
         action = np.array([rng.choice(np.flatnonzero(m)) for m in split_mask(mask, base.action_space.nvec)])
         env.step(action)
 
@@ -195,7 +194,7 @@ def test_masked_agent_never_takes_a_masked_action_at_evaluation():
         while not done:
             view = env.unwrapped.view()
             action = agent.act(obs, view)
-            parts = split_mask(view_action_mask(agent.scenario, view), env.action_space.nvec)
+            parts = split_mask(view.action_mask(), env.action_space.nvec)
             assert all(part[a] for part, a in zip(parts, action, strict=True))
             obs, _, done, _, _ = env.step(action)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401 - registers the ids
-from envs.network import transit_distribution
+from envs.forecast import transit_distribution
 from envs.scenario import load_scenario
 
 # Table 1 of the paper: market -> (avg logistics cost per order, USD; air days; sea days)

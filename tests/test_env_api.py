@@ -14,7 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs.dispatch_env import CrossBorderDispatchEnv
-from envs.dynamics import TERM_NAMES
+from envs.reward import TERM_NAMES
 from envs.scenario import PRESET_DIR, load_scenario
 
 DOC = CrossBorderDispatchEnv.__doc__
@@ -342,7 +342,7 @@ def test_masks_reach_sb3_contrib_through_wrappers():
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_observation_blocks_hold_what_the_table_says(env_id, masked_action):
-    from envs.realization import expected_demand
+    from envs.forecast import expected_demand
 
     env = gym.make(env_id, scenario="promo")
     base = env.unwrapped

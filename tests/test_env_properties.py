@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import envs
-from envs.dynamics import TERM_NAMES
-from envs.realization import demand_cap, expected_demand, expected_supply
+from envs.forecast import demand_cap, expected_demand, expected_supply
+from envs.reward import TERM_NAMES
 from envs.scenario import Scenario, load_scenario
 
 ENV_IDS = list(envs.ENV_IDS)
@@ -113,8 +113,9 @@ def stress_action(rng: np.random.Generator, env) -> np.ndarray:
 
 def _split(env, action: np.ndarray):
     base = env.unwrapped
-    lots = action[: base.n_lot_slots] if base.routes else home_choices(base.scenario)
-    tr = action[base.n_lot_slots :] if base.transfers else np.zeros(base.net.L * base.net.K, dtype=int)
+    layout = base.layout
+    lots = action[: layout.n_lot_slots] if layout.routes else home_choices(base.scenario)
+    tr = action[layout.n_lot_slots :] if layout.transfers else np.zeros(base.net.L * base.net.K, dtype=int)
     return lots, tr
 
 
@@ -195,20 +196,20 @@ def test_masks_are_exact_for_each_choice_alone(env_id, preset, masked_action):
             mask = base.action_masks()
             null = np.zeros(len(nvec), dtype=np.int64)
             null_state, null_terms = _play_alone(base, null)
-            lots_today = base._lots[base.state.day]
+            lots_today = base.trace.lots[base.state.day]
             for slot in range(len(nvec)):
                 for choice in range(1, nvec[slot]):
                     action = null.copy()
                     action[slot] = choice
                     state, terms = _play_alone(base, action)
-                    if slot < base.n_lot_slots:  # a lot: did it ship, out of its lane's warehouse?
+                    if slot < base.layout.n_lot_slots:  # a lot: did it ship, out of its lane's warehouse?
                         size = int(lots_today[slot])
                         w = net.dl_warehouse[net.lot_lane_table[slot, choice]]
                         k = net.lot_sku[slot]
                         executed = state.shipped - null_state.shipped == size > 0
                         assert executed == (null_state.on_hand[w, k] - state.on_hand[w, k] == size > 0)
                     else:  # a transfer: did it leave the origin and enter the pipeline?
-                        tslot = slot - base.n_lot_slots
+                        tslot = slot - base.layout.n_lot_slots
                         q = int(net.transfer_qty_table[tslot, choice])
                         o, k = net.tl_origin[tslot // net.K], tslot % net.K
                         sent = int(state.inbound.sum() - null_state.inbound.sum())

@@ -24,9 +24,11 @@ import evaluate
 from agents import PPOConfig
 from agents.factory import build_model, make_normalized_vec_env
 from agents.policy import save_agent
-from baselines import report
-from baselines.runner import HINDSIGHT, KPI_NAMES, TIMING_COLUMNS, EvaluateError, format_seeds, parse_seeds
-from envs.dynamics import TERM_NAMES
+from envs.dynamics import KPI_NAMES
+from envs.reward import TERM_NAMES
+from evaluation import report
+from evaluation.policies import HINDSIGHT, EvaluateError
+from evaluation.runner import TIMING_COLUMNS, format_seeds, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = "0-5"

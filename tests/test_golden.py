@@ -23,9 +23,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tiny_plus() lives in the contract tests
 
+from test_contract import tiny_plus  # noqa: E402
+
 import envs  # noqa: E402
 from envs.scenario import load_scenario  # noqa: E402
-from test_contract import tiny_plus  # noqa: E402
 
 GOLDEN = Path(__file__).with_name("data") / "golden.npz"
 RTOL = 1e-9

@@ -12,19 +12,24 @@ import numpy as np
 import pulp
 import pytest
 
-import baselines
+import evaluation.cache
 from baselines import (
     RollingHorizonPolicy,
     build_hindsight,
-    cached_hindsight,
     export_mps,
     make_policy,
     replay_plan,
     solve_hindsight,
 )
 from baselines.hindsight import HindsightResult
-from baselines.milp_model import _solve_by_sku, build_model, eq5_value, hindsight_input, solve_model
+from baselines.milp_model import build_model
+from baselines.milp_solve import _solve_by_sku, solve_model
+from baselines.plan_input import hindsight_input
 from envs import load_scenario
+from envs.realization import Trace
+from envs.reward import imbalance_per_pair
+from evaluation.cache import cached_hindsight
+from evaluation.episode import run_episode
 
 
 def test_bad_inputs_name_the_field_and_the_allowed_values():
@@ -37,11 +42,11 @@ def test_bad_inputs_name_the_field_and_the_allowed_values():
     with pytest.raises(ValueError, match="mip_gap"):
         solve_hindsight("tiny", 0, mip_gap=1.5)
     scen = load_scenario("tiny")
-    data = hindsight_input(scen.network, scen.sample(0), scen.delay_penalty_alpha)
+    data = hindsight_input(scen.network, Trace.compile(scen.network, scen.sample(0)))
     with pytest.raises(ValueError, match=r"decisions='all'.*'both', 'routing', 'transfers'"):
-        build_model(scen.network, data, "all", scen.imbalance_lambda)
+        build_model(scen.network, data, "all")
     with pytest.raises(ValueError, match="eq5_cuts"):
-        build_model(scen.network, data, "both", scen.imbalance_lambda, eq5_cuts="some")
+        build_model(scen.network, data, "both", eq5_cuts="some")
     with pytest.raises(ValueError, match=r"policy 'ppo'.*rolling-milp"):
         make_policy("ppo", "tiny")
     with pytest.raises(ValueError, match="window"):
@@ -84,7 +89,7 @@ def test_lazy_and_all_eq5_cuts_reach_the_same_optimum():
 
 def test_eq5_matches_the_env_formula():
     target = np.array([60.0, 3.0])
-    got = eq5_value(2.0, target, np.array([45.0, 7.0]))
+    got = imbalance_per_pair(2.0, target, np.array([45.0, 7.0]))
     assert got == pytest.approx([2.0 * (15 / 60) ** 2, 2.0 * (4 / 3) ** 2])
 
 
@@ -101,7 +106,7 @@ def test_time_limit_on_large_returns_a_plan_bound_and_gap():
 def test_time_limited_plan_is_never_worse_than_the_heuristics(preset, limit):
     """A solver stopped early may hold a poor incumbent (large); the result keeps the best feasible plan."""
     from baselines.heuristics import HEURISTICS
-    from baselines.policy import run_episode
+    from evaluation.episode import run_episode
 
     res = solve_hindsight(preset, 2, time_limit=limit)
     assert res.status == "time_limit"
@@ -140,7 +145,7 @@ def test_cache_reuses_the_solve_and_keys_on_the_options(tmp_path, monkeypatch):
     def no_solve(*args, **kwargs):
         raise AssertionError("a cached result was solved again")
 
-    monkeypatch.setattr(baselines.cache, "solve_hindsight", no_solve)
+    monkeypatch.setattr(evaluation.cache, "solve_hindsight", no_solve)
     again = cached_hindsight("tiny", 1, cache_dir=tmp_path)
     assert again.objective == first.objective and again.terms == first.terms
     assert all(np.array_equal(a, b) for a, b in zip(again.plan, first.plan, strict=True))
@@ -173,15 +178,15 @@ def test_rolling_policy_never_reads_the_future():
 def test_rolling_policy_plays_every_env_id():
     for env_id in ("CrossBorderRouting-v0", "CrossBorderTransfer-v0"):
         env = gym.make(env_id, scenario="tiny")
-        res = baselines.run_episode(env, make_policy("rolling-milp", "tiny", env_id, window=3), 0)
+        res = run_episode(env, make_policy("rolling-milp", "tiny", env_id, window=3), 0)
         assert res.steps == 3
         assert res.episode_return <= solve_hindsight("tiny", 0, env_id).objective + 1e-6
 
 
 def test_solve_model_reports_status_bound_and_terms_together():
     scen = load_scenario("tiny")
-    data = hindsight_input(scen.network, scen.sample(4), scen.delay_penalty_alpha)
-    sol = solve_model(build_model(scen.network, data, "both", scen.imbalance_lambda))
+    data = hindsight_input(scen.network, Trace.compile(scen.network, scen.sample(4)))
+    sol = solve_model(build_model(scen.network, data, "both"))
     assert sol.status == "optimal" and sol.gap == pytest.approx(0, abs=1e-9)
     total = sol.terms["eq2_allocation_revenue"] - sum(v for k, v in sol.terms.items() if k != "eq2_allocation_revenue")
     assert total == pytest.approx(sol.objective)
@@ -207,14 +212,14 @@ def test_sku_decomposition_gives_the_same_optimum():
     from envs import Scenario
 
     scen = Scenario.from_dict({**load_scenario("table1").to_dict(), "horizon_days": 8})
-    data = hindsight_input(scen.network, scen.sample(0), scen.delay_penalty_alpha)
-    whole = solve_model(build_model(scen.network, data, "both", scen.imbalance_lambda))
-    split = solve_model(build_model(scen.network, data, "both", scen.imbalance_lambda), decompose=True)
+    data = hindsight_input(scen.network, Trace.compile(scen.network, scen.sample(0)))
+    whole = solve_model(build_model(scen.network, data, "both"))
+    split = solve_model(build_model(scen.network, data, "both"), decompose=True)
     assert whole.status == split.status == "optimal"
     assert split.objective == pytest.approx(whole.objective, rel=1e-9)
     assert split.bound == pytest.approx(split.objective, rel=1e-9)
     # the SKU bound itself (the returned bound is the lower of it and the whole model's) never cuts the optimum
-    _, _, bound, _ = _solve_by_sku(build_model(scen.network, data, "both", scen.imbalance_lambda), None, 0.0, 200, None)
+    _, _, bound, _ = _solve_by_sku(build_model(scen.network, data, "both"), None, 0.0, 200, None)
     assert bound >= whole.objective - 1e-6 * abs(whole.objective)
     res = solve_hindsight(scen, 0)
     total, _ = replay_plan(scen, 0, "CrossBorderDispatch-v0", res.plan)

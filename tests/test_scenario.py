@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.network import midpoint
-from envs.realization import demand_cap, expected_demand, expected_supply
+from envs.forecast import demand_cap, expected_demand, expected_supply, midpoint
 from envs.scenario import PRESET_DIR, Scenario, ScenarioError, load_scenario, preset_names
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import yaml
 import envs  # noqa: F401
 from agents import ConfigError, PPOConfig, load_agent
 from baselines import make_policy
-from baselines.policy import run_episode
+from evaluation.episode import run_episode
 
 REPO = Path(__file__).resolve().parent.parent
 # rollout = 24 * 2 = 48 steps = 16 episodes of 3 days
@@ -186,11 +186,10 @@ def test_validation_ratio_to_hindsight_optimum(tmp_path):
     out = tmp_path / "run"
     proc = train(*BASE, "--timesteps", "48", "--out", str(out), "--no-progress-bar")
     assert "hindsight optimum of validation seeds" in proc.stdout
-    from agents.callbacks import HINDSIGHT_CACHE
-    from baselines import cached_hindsight
+    from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
 
     limit = PPOConfig().hindsight_time_limit
-    results = [cached_hindsight("tiny", s, cache_dir=HINDSIGHT_CACHE, time_limit=limit) for s in range(900, 910)]
+    results = [cached_hindsight("tiny", s, cache_dir=DEFAULT_CACHE_DIR, time_limit=limit) for s in range(900, 910)]
     assert {r.status for r in results} == {"optimal"}  # tiny solves to proven optimality well within the limit
     optima = [r.objective for r in results]
     rows = read_csv(out / "eval.csv")
@@ -201,7 +200,7 @@ def test_validation_ratio_to_hindsight_optimum(tmp_path):
         assert float(row["hindsight_mean_return"]) == pytest.approx(np.mean(optima))
         assert float(row["hindsight_mean_return"]) >= float(row["mean_return"]) - 1e-6
     # the last row is the saved final agent: replaying it gives the same per-seed ratios
-    from agents.callbacks import ratio_to_optimum
+    from evaluation.metrics import ratio_to_optimum
 
     agent, env = load_agent(out), gym.make("CrossBorderDispatch-v0", scenario="tiny")
     ratios = [

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from baselines.hindsight import HindsightResult, solve_hindsight
+from envs.files import write_atomic
 from envs.scenario import Scenario, load_scenario
 
 MODEL_VERSION = 1  # bump when the MILP changes what it returns
+# The one default location, relative to the working directory like every other path a user gives
+# (evaluate.py --cache-dir, train.py's validation optima and the benchmarks all default to it).
+DEFAULT_CACHE_DIR = Path(".cache") / "hindsight"
 
 
 def cache_key(scenario: Scenario, seed: int, env_id: str, time_limit: float | None, mip_gap: float) -> str:
@@ -35,7 +37,7 @@ def cached_hindsight(
     scenario: str | Path | Scenario,
     seed: int,
     env_id: str = "CrossBorderDispatch-v0",
-    cache_dir: str | Path = ".cache/hindsight",
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
     time_limit: float | None = None,
     mip_gap: float = 0.0,
 ) -> HindsightResult:
@@ -51,12 +53,5 @@ def cached_hindsight(
             pass  # a corrupt or outdated entry is re-solved and overwritten
     result = solve_hindsight(scen, int(seed), env_id, time_limit=time_limit, mip_gap=mip_gap)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(result.to_json(), f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(result.to_json()))
     return result

@@ -2,7 +2,7 @@
 
 A *row* is one policy played on one seed (the realization ``scenario.sample(seed)``),
 or the hindsight MILP of that seed: solved once and cached on disk by
-:func:`baselines.cached_hindsight`, then its plan is replayed through the env so that
+:func:`evaluation.cache.cached_hindsight`, then its plan is replayed through the env so that
 its KPIs come from the same code as every policy's. A row is a pure function of
 (policy, seed): every policy is ``reset(seed)`` before its episode, so the results do
 not depend on the number of workers nor on the order rows finish in. Only the
@@ -16,19 +16,17 @@ The output folder (``--out``) while a run is under way::
     scenario.yaml                the resolved scenario
     rows/<policy>__<seed>.json   one finished row each, written whole (temp file + os.replace)
 
-:mod:`baselines.report` assembles ``episodes.csv`` and the rest once every row exists.
+:mod:`evaluation.report` assembles ``episodes.csv`` and the rest once every row exists.
 An interrupted run leaves only whole files; the same command then computes only the
 missing rows, and a finished run rerun writes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -36,18 +34,27 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import yaml
 
-import envs
-from baselines import POLICY_NAMES, cached_hindsight, make_policy
-from baselines.policy import EpisodeResult, run_episode
-from baselines.provenance import package_versions
 from baselines.rolling import RollingHorizonPolicy
-from envs.dynamics import KPI_NAMES, TERM_NAMES
+from envs.dynamics import KPI_NAMES
+from envs.files import remove_stale, write_atomic
+from envs.layout import ENV_IDS
+from envs.reward import TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario
+from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
+from evaluation.episode import EpisodeResult, PlanReplay, run_episode
+from evaluation.policies import (
+    HINDSIGHT,
+    EvaluateError,
+    PolicySpec,
+    build_policy,
+    check_agent,
+    parse_policies,
+    rolling_options,
+)
+from evaluation.provenance import package_versions
 
-HINDSIGHT = "hindsight-milp"  # label of the hindsight optimum's rows
 MILP_COLUMNS = ("milp_status", "milp_objective", "milp_bound", "milp_gap", "milp_seconds")
 # one row file holds these keys; report.py adds hindsight_return, ratio_to_optimum and ratio_to_bound
 ROW_COLUMNS = ("policy", "seed", "return", *TERM_NAMES, *KPI_NAMES, "steps", "decision_seconds_per_step", *MILP_COLUMNS)
@@ -56,14 +63,7 @@ REPLAY_RTOL = 1e-6  # the exactness contract: the hindsight plan replays to its 
 CONFIG_FILE = "config.json"
 SCENARIO_FILE = "scenario.yaml"
 ROWS_DIR = "rows"
-_UMASK = os.umask(0o22)  # read the process umask (the only way is to set it) ...
-os.umask(_UMASK)  # ... and put it back at once
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # safe in file names and CSV headers
 _SEED_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
-
-
-class EvaluateError(ValueError):
-    """Bad input to evaluate.py; the message starts with the option at fault and says what is allowed."""
 
 
 # ------------------------------------------------------------------ parsing
@@ -86,67 +86,6 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     if repeated:
         raise EvaluateError(f"--seeds: seeds {repeated[:10]} are listed more than once; list each seed once")
     return tuple(seeds)
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """One policy of the run, as named on the command line."""
-
-    label: str  # its name in every output (row files, CSV, plots)
-    kind: str  # "hindsight", "builtin" (heuristics, rolling-milp) or "agent" (a trained checkpoint)
-    checkpoint: str | None = None  # agent directory or model.zip, for kind "agent"
-    checkpoint_sha256: str | None = None  # of every file of the checkpoint directory, for kind "agent"
-    forecast_days: int | None = None  # env argument the agent was trained with, for kind "agent"
-    options: tuple[tuple[str, object], ...] = ()  # resolved keyword arguments of a built-in policy (rolling-milp)
-
-    def identity(self) -> dict:
-        """What must match for rows of an earlier run to be reused (a moved checkpoint is the same agent)."""
-        out = {"label": self.label, "kind": self.kind, "checkpoint_sha256": self.checkpoint_sha256}
-        if self.options:
-            out["options"] = dict(self.options)
-        return out
-
-
-def builtin_policy_names() -> list[str]:
-    return list(POLICY_NAMES)
-
-
-def parse_policies(text: str) -> list[PolicySpec]:
-    """``"ppo=PATH,rolling-milp,greedy"`` -> specs (syntax only; agents are checked by :func:`resolve_run`).
-
-    A bare name is a built-in policy; ``LABEL=PATH`` is a trained agent loaded from ``PATH``
-    and shown as ``LABEL``. The hindsight MILP is always evaluated; naming it is allowed.
-    """
-    allowed = f"{builtin_policy_names()}, {HINDSIGHT!r}, or LABEL=CHECKPOINT for a trained agent (e.g. ppo=PATH)"
-    specs: list[PolicySpec] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            raise EvaluateError(f"--policies: empty entry in {text!r}; allowed entries: {allowed}")
-        if "=" in item:
-            label, _, path = (s.strip() for s in item.partition("="))
-            if not _LABEL.match(label):
-                raise EvaluateError(
-                    f"--policies: agent label {label!r} in {item!r} is not allowed; use letters, digits and _ . + - "
-                    "(e.g. ppo=PATH)"
-                )
-            if label in builtin_policy_names() or label == HINDSIGHT:
-                raise EvaluateError(
-                    f"--policies: agent label {label!r} is a built-in policy name; pick another (e.g. ppo)"
-                )
-            if not path:
-                raise EvaluateError(f"--policies: {item!r} names no checkpoint; write {label}=PATH")
-            specs.append(PolicySpec(label, "agent", checkpoint=path))
-        elif item == HINDSIGHT:
-            specs.append(PolicySpec(HINDSIGHT, "hindsight"))
-        elif item in builtin_policy_names():
-            specs.append(PolicySpec(item, "builtin"))
-        else:
-            raise EvaluateError(f"--policies: unknown policy {item!r}; allowed: {allowed}")
-    labels = [s.label for s in specs]
-    repeated = sorted({x for x in labels if labels.count(x) > 1})
-    if repeated:
-        raise EvaluateError(f"--policies: {repeated} listed more than once; give each policy a distinct label")
-    return specs
 
 
 # --------------------------------------------------------------- resolution
@@ -196,7 +135,7 @@ def resolve_run(
     policies: str,
     seeds: str,
     time_limit: float | None = None,
-    cache_dir: str = ".cache/hindsight",
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
     rolling: dict | None = None,
 ) -> EvalRun:
     """Validate every input before any work: raises :class:`EvaluateError` naming the option at fault.
@@ -206,8 +145,8 @@ def resolve_run(
     ``rolling`` sets the rolling-horizon MILP's ``window``, ``time_limit`` and ``mip_gap`` (``None`` values
     keep its defaults); the resolved values are part of the run's identity.
     """
-    if env_id not in envs.ENV_IDS:
-        raise EvaluateError(f"--env: {env_id!r} is not an env id; allowed: {list(envs.ENV_IDS)}")
+    if env_id not in ENV_IDS:
+        raise EvaluateError(f"--env: {env_id!r} is not an env id; allowed: {list(ENV_IDS)}")
     try:
         resolved = load_scenario(scenario)
     except ScenarioError as err:
@@ -221,7 +160,7 @@ def resolve_run(
     options = rolling_options(rolling or {}, any(spec.label == RollingHorizonPolicy.name for spec in specs))
     for spec in specs:
         if spec.kind == "agent":
-            spec, warning = _check_agent(spec, resolved, env_id)
+            spec, warning = check_agent(spec, resolved, env_id)
             warnings.extend(warning)
         if spec.label == RollingHorizonPolicy.name:
             spec = replace(spec, options=options)
@@ -230,73 +169,6 @@ def resolve_run(
     return EvalRun(
         resolved, env_id, tuple(checked), seed_list, time_limit, str(cache_dir), str(scenario), tuple(warnings)
     )
-
-
-ROLLING_FLAGS = {"window": "--rolling-window", "time_limit": "--rolling-time-limit", "mip_gap": "--rolling-mip-gap"}
-
-
-def rolling_options(given: dict, listed: bool) -> tuple[tuple[str, object], ...]:
-    """The rolling-horizon MILP's resolved options (defaults filled in), checked; errors name the flag."""
-    unknown = sorted(set(given) - set(ROLLING_FLAGS))
-    if unknown:
-        raise EvaluateError(f"rolling options {unknown} are not allowed; allowed: {list(ROLLING_FLAGS)}")
-    set_flags = [ROLLING_FLAGS[k] for k, v in given.items() if v is not None]
-    if set_flags and not listed:
-        raise EvaluateError(f"{set_flags[0]}: set, but rolling-milp is not in --policies; add it or drop the option")
-    options = {**RollingHorizonPolicy.DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
-    error = RollingHorizonPolicy.option_error(**options)
-    if error is not None:
-        raise EvaluateError(f"{ROLLING_FLAGS[error[0]]}: {error[1]}")
-    return tuple(options.items())
-
-
-def _check_agent(spec: PolicySpec, scenario: Scenario, env_id: str) -> tuple[PolicySpec, list[str]]:
-    """Load the checkpoint and compare it with the env it will play; returns the spec with its hash."""
-    from agents import load_agent  # torch is imported only when an agent is evaluated
-
-    where = f"--policies {spec.label}={spec.checkpoint}"
-    path = Path(spec.checkpoint)
-    if not path.exists():
-        raise EvaluateError(
-            f"{where}: checkpoint {str(path)!r} does not exist; give an agent directory written by train.py"
-        )
-    try:
-        agent = load_agent(path, name=spec.label)
-    except Exception as err:  # a missing file, a corrupt zip or pickle: all mean "not a usable agent"
-        raise EvaluateError(f"{where}: cannot load the agent ({type(err).__name__}: {err})") from None
-    if agent.env_id != env_id:
-        raise EvaluateError(
-            f"{where}: the agent was trained on env id {agent.env_id!r} but --env is {env_id!r}; "
-            f"use --env {agent.env_id} or an agent trained on {env_id}"
-        )
-    forecast_days = int(agent.meta.forecast_days)
-    env = gym.make(env_id, scenario=scenario, forecast_days=forecast_days)
-    obs_shape = tuple(int(n) for n in env.observation_space.shape)
-    nvec = tuple(int(n) for n in env.action_space.nvec)
-    env.close()
-    if tuple(agent.observation_shape) != obs_shape or tuple(agent.action_nvec) != nvec:
-        raise EvaluateError(
-            f"{where}: the agent was trained on scenario {agent.scenario_name!r} (observation shape "
-            f"{tuple(agent.observation_shape)}, {len(agent.action_nvec)} action slots) which does not fit scenario "
-            f"{scenario.name!r} (observation shape {obs_shape}, {len(nvec)} action slots); "
-            f"use --scenario {agent.scenario_name} or an agent trained on {scenario.name}"
-        )
-    warnings = []
-    if agent.scenario_hash != scenario.content_hash():
-        warnings.append(
-            f"agent {spec.label!r} was trained on scenario {agent.scenario_name!r} ({agent.scenario_hash}), "
-            f"evaluated on {scenario.name!r} ({scenario.content_hash()}): same shape, other data"
-        )
-    directory = path.parent if path.suffix == ".zip" else path
-    return PolicySpec(spec.label, "agent", str(path), _hash_files(directory), forecast_days), warnings
-
-
-def _hash_files(directory: Path) -> str:
-    """SHA-256 (hex, 16 chars) over the names and bytes of every file in ``directory``, in name order."""
-    digest = hashlib.sha256()
-    for p in sorted(q for q in directory.rglob("*") if q.is_file()):
-        digest.update(str(p.relative_to(directory)).encode() + b"\0" + p.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 # ------------------------------------------------------------- output folder
@@ -341,8 +213,7 @@ def init_out(out: Path, run: EvalRun, report_config: dict) -> list[str]:
     """
     (out / ROWS_DIR).mkdir(parents=True, exist_ok=True)
     for folder in (out, out / ROWS_DIR):
-        for stale in folder.glob(".*.tmp"):  # left by a kill in the middle of write_if_changed
-            stale.unlink()
+        remove_stale(folder)  # left by a kill in the middle of a write
     versions = package_versions()
     warnings = []
     config = out / CONFIG_FILE
@@ -352,31 +223,9 @@ def init_out(out: Path, run: EvalRun, report_config: dict) -> list[str]:
             warnings.append(f"{config} records other package versions; rows computed before keep them")
         versions = recorded
     doc = {"run": run.describe(), "report": report_config, "versions": versions}
-    write_if_changed(config, (json.dumps(doc, indent=1) + "\n").encode())
-    write_if_changed(out / SCENARIO_FILE, yaml.safe_dump(run.scenario.to_dict(), sort_keys=False).encode())
+    write_atomic(config, json.dumps(doc, indent=1) + "\n", if_changed=True)
+    write_atomic(out / SCENARIO_FILE, yaml.safe_dump(run.scenario.to_dict(), sort_keys=False), if_changed=True)
     return warnings
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` whole (temp file in the same folder, fsync, ``os.replace``).
-
-    An existing file with the same bytes is left alone (its mtime too); returns whether it was written.
-    """
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return False
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
 
 
 def _readable(key: str, value) -> str:
@@ -422,8 +271,7 @@ def read_rows(out: Path, run: EvalRun) -> list[dict]:
 
 
 def save_row(out: Path, row: dict) -> None:
-    text = json.dumps(row, allow_nan=False) + "\n"
-    write_if_changed(row_path(out, row["policy"], row["seed"]), text.encode())
+    write_atomic(row_path(out, row["policy"], row["seed"]), json.dumps(row, allow_nan=False) + "\n", if_changed=True)
 
 
 def compute_rows(
@@ -505,7 +353,7 @@ class _WorkerContext:
 
     def policy(self, spec: PolicySpec):
         if spec.label not in self.policies:
-            self.policies[spec.label] = _build_policy(spec, self.run)
+            self.policies[spec.label] = build_policy(spec, self.run.scenario, self.run.env_id)
         return self.policies[spec.label]
 
     def row(self, label: str, seed: int) -> dict:
@@ -524,7 +372,7 @@ class _WorkerContext:
         solved = cached_hindsight(
             run.scenario, seed, env_id=run.env_id, cache_dir=run.cache_dir, time_limit=run.time_limit
         )
-        result = run_episode(self.env(None), _PlanReplay(solved.plan), seed)
+        result = run_episode(self.env(None), PlanReplay(solved.plan, name=HINDSIGHT), seed)
         if abs(result.episode_return - solved.objective) > REPLAY_RTOL * max(1.0, abs(solved.objective)):
             raise RuntimeError(
                 f"the hindsight plan of seed {seed} replays to {result.episode_return!r} but its MILP objective is "
@@ -540,29 +388,6 @@ class _WorkerContext:
             milp_seconds=float(solved.seconds),
         )
         return row
-
-
-class _PlanReplay:
-    """Plays a fixed day-by-day plan (the hindsight MILP's) through the policy interface."""
-
-    name = HINDSIGHT
-
-    def __init__(self, plan: Iterable[np.ndarray]) -> None:
-        self.plan = [np.asarray(a, dtype=np.int64) for a in plan]
-
-    def reset(self, seed: int | None = None) -> None:
-        pass
-
-    def act(self, obs: np.ndarray, view) -> np.ndarray:
-        return self.plan[view.day]
-
-
-def _build_policy(spec: PolicySpec, run: EvalRun):
-    if spec.kind == "agent":
-        from agents import load_agent
-
-        return load_agent(spec.checkpoint, name=spec.label)
-    return make_policy(spec.label, run.scenario, run.env_id, **dict(spec.options))
 
 
 def _episode_row(label: str, seed: int, result: EpisodeResult) -> dict:

@@ -1,12 +1,12 @@
 """Statistics, tables and plots of an evaluation (the files ``evaluate.py`` writes after its rows).
 
-Inputs are the rows of :mod:`baselines.runner` (one per policy x seed, the hindsight MILP's
+Inputs are the rows of :mod:`evaluation.runner` (one per policy x seed, the hindsight MILP's
 included). Money is USD over one episode; rates are fractions in [0, 1] except in the
 Table 3 form, which shows percentages as the paper does.
 
 * ratio to the optimum of a row: ``1 - (G_h - G_p) / |G_h|`` with ``G_h`` the hindsight return
-  of the same seed (DESIGN.md section 5); at most 1 when the MILP is proven optimal, NaN when
-  ``G_h == 0``;
+  of the same seed (:func:`evaluation.metrics.ratio_to_optimum`, DESIGN.md section 5); at most 1
+  when the MILP is proven optimal, NaN when ``G_h == 0``;
 * confidence intervals: percentile bootstrap of the mean over seeds, ``resamples`` draws from a
   generator seeded by ``(seed, crc32(policy))``, so a policy's interval does not depend on
   which other policies are in the run;
@@ -29,8 +29,12 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
-from baselines.runner import HINDSIGHT, KPI_NAMES, ROW_COLUMNS, write_if_changed
-from envs.dynamics import TERM_NAMES
+from envs.dynamics import KPI_NAMES
+from envs.files import write_atomic
+from envs.reward import TERM_LABELS, TERM_NAMES, TERM_SIGN
+from evaluation.metrics import ratio_to_optimum
+from evaluation.policies import HINDSIGHT
+from evaluation.runner import ROW_COLUMNS
 
 EPISODE_COLUMNS = (*ROW_COLUMNS[: ROW_COLUMNS.index("steps")], "hindsight_return", "ratio_to_optimum",
                    "ratio_to_bound", *ROW_COLUMNS[ROW_COLUMNS.index("steps"):])  # fmt: skip
@@ -47,14 +51,6 @@ TABLE3_INDICATORS = (
     ("Ratio to hindsight optimum", "ratio_to_optimum", 1.0, 3),
 )
 _DECIMALS = {label: decimals for label, _, _, decimals in TABLE3_INDICATORS}
-TERM_LABELS = {
-    "eq2_allocation_revenue": "allocation revenue (Eq.2)",
-    "eq1_route_cost": "route cost (Eq.1)",
-    "eq4_delay_penalty": "delay penalty (Eq.4)",
-    "eq5_imbalance": "inventory imbalance (Eq.5)",
-    "lost_sales": "lost sales",
-}
-TERM_SIGN = {name: (1.0 if name == "eq2_allocation_revenue" else -1.0) for name in TERM_NAMES}  # reward = sum sign*term
 
 
 # ------------------------------------------------------------------ episodes
@@ -74,13 +70,6 @@ def assemble_episodes(rows: list[dict]) -> pd.DataFrame:
     df["ratio_to_bound"] = ratio_to_optimum(df["return"].to_numpy(), df["seed"].map(bound).to_numpy(dtype=float))
     df["milp_status"] = df["milp_status"].fillna("")
     return df[list(EPISODE_COLUMNS)]
-
-
-def ratio_to_optimum(policy_return: np.ndarray, hindsight_return: np.ndarray) -> np.ndarray:
-    """``1 - (G_h - G_p) / |G_h|``: 1 at the optimum, below it for worse returns; NaN where ``G_h == 0``."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = 1.0 - (hindsight_return - policy_return) / np.abs(hindsight_return)
-    return np.where(hindsight_return == 0, np.nan, ratio)
 
 
 def time_limit_note(episodes: pd.DataFrame) -> str | None:
@@ -138,9 +127,7 @@ def win_rate(a: np.ndarray, b: np.ndarray) -> float:
     return float(wins.mean())
 
 
-def summarize(
-    episodes: pd.DataFrame, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0
-) -> pd.DataFrame:
+def summarize(episodes: pd.DataFrame, resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Per policy (in episode order): mean, CI and IQM of the return and of the ratio to the optimum,
     mean reward terms and KPIs, decision time, and the win rate against every other policy."""
     labels = list(dict.fromkeys(episodes["policy"]))
@@ -233,7 +220,7 @@ def plot_decomposition(summary: pd.DataFrame) -> bytes:
     x = np.arange(len(summary))
     fig, ax = _figure(1.3 * len(summary) + 3, 4.5)
     up, down = np.zeros(len(summary)), np.zeros(len(summary))
-    for name in ("eq2_allocation_revenue", "eq1_route_cost", "eq4_delay_penalty", "eq5_imbalance", "lost_sales"):
+    for name in sorted(TERM_NAMES, key=lambda n: -TERM_SIGN[n]):  # revenue first, then the costs in order
         part = TERM_SIGN[name] * summary[f"mean_{name}"].to_numpy()
         base = np.where(part >= 0, up, down)
         ax.bar(x, part, bottom=base, label=TERM_LABELS[name], width=0.6)
@@ -297,7 +284,7 @@ def write_report(out: Path, episodes: pd.DataFrame, summary: pd.DataFrame, table
         files[f"{stem}.csv"] = _csv(table)
         files[f"{stem}.png"] = plot_compare(table)
     for name, data in files.items():
-        write_if_changed(out / name, data)
+        write_atomic(out / name, data, if_changed=True)
     return [out / name for name in files]
 
 

@@ -1,0 +1,269 @@
+"""Solving a built dispatch MILP: HiGHS plus the lazy Eq.5 cut loop, the SKU decomposition, and the plan read back.
+
+:func:`solve_model` returns a :class:`Solution` whose ``objective`` is the exact return of its
+plan (Eq.5 evaluated at the integer stock, the env's formula), with the solver's status, best
+bound and gap read together, as the contract tests require.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import highspy
+import numpy as np
+
+from baselines.milp_model import INF, DispatchModel, MilpError, eq5_value
+from envs.reward import TERM_NAMES, signed_sum
+from evaluation.metrics import relative_gap
+
+
+@dataclass
+class Solution:
+    """A solved model. ``objective`` is the exact return of ``plan`` (Eq.5 evaluated at the integer stock)."""
+
+    status: str  # "optimal" or "time_limit"
+    objective: float
+    bound: float  # best bound (>= objective: we maximize)
+    gap: float  # (bound - objective) / max(|objective|, 1e-9)
+    seconds: float  # solve time, all cut rounds
+    cut_rounds: int
+    terms: dict[str, float]  # per reward term, the model's value at the plan (positive magnitudes but Eq.2)
+    lot_choice: np.ndarray  # [T', R*K*J] env choice per lot slot (0 = reject)
+    transfer_choice: np.ndarray  # [T', L*K] level index per transfer slot
+    inv: np.ndarray  # [T', W, K] end-of-day on hand of the plan
+    model_eq5: float  # sum of the e columns (equals terms["eq5_imbalance"] once no cut is violated)
+    found_plan: bool = True  # False when a time limit left no incumbent (plan = do nothing)
+
+
+_STATUS_NAMES = {
+    highspy.HighsModelStatus.kOptimal: "optimal",
+    highspy.HighsModelStatus.kTimeLimit: "time_limit",
+    highspy.HighsModelStatus.kInterrupt: "time_limit",
+}
+
+
+def solve_model(
+    model: DispatchModel,
+    time_limit: float | None = None,
+    mip_gap: float = 0.0,
+    max_rounds: int = 200,
+    threads: int | None = None,
+    decompose: bool = False,
+) -> Solution:
+    """Solve, adding violated Eq.5 cuts until none is left (each round warm-started from the last plan).
+
+    ``time_limit`` (seconds, all rounds) stops with the best plan, its exact objective and the best bound
+    (the bound of a model with fewer cuts is still valid: it is a relaxation). ``mip_gap`` is HiGHS's
+    relative gap (0 = prove optimality). ``decompose`` first solves the SKUs apart (see :func:`_solve_by_sku`;
+    ignored for ``decisions="transfers"``, whose fixed routing rule keeps other SKUs from doing nothing).
+    Infeasible, unbounded or solver errors raise :class:`MilpError`.
+    """
+    if time_limit is not None and not time_limit > 0:
+        raise ValueError(f"time_limit={time_limit!r} must be > 0 seconds or None")
+    if not 0.0 <= mip_gap < 1.0:
+        raise ValueError(f"mip_gap={mip_gap!r} must be in [0, 1)")
+    t0 = time.perf_counter()
+    if decompose and model.layout.routes and model.net.K > 1:
+        status, values, bound, rounds = _solve_by_sku(model, time_limit, mip_gap, max_rounds, threads)
+    else:
+        status, values, bound, rounds = _solve_loop(model, time_limit, mip_gap, max_rounds, threads)
+    seconds = time.perf_counter() - t0
+    return _solution(model, values, status, bound, seconds, rounds)
+
+
+def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads):
+    """HiGHS plus the Eq.5 cut loop on ``model.highs``: ``(status, values or None, bound, rounds)``."""
+    h = model.highs
+    h.setOptionValue("mip_rel_gap", float(mip_gap))
+    h.setOptionValue("mip_abs_gap", 1e-9)
+    h.setOptionValue("random_seed", 0)
+    if threads is not None:
+        h.setOptionValue("threads", int(threads))
+    t0 = time.perf_counter()
+    rounds, status, values, bound = 0, "optimal", None, float("inf")
+    while True:
+        rounds += 1
+        if time_limit is not None:
+            left = time_limit - (time.perf_counter() - t0)
+            if left <= 0:
+                status = "time_limit"
+                break
+            h.setOptionValue("time_limit", float(left))
+        h.run()
+        ms = h.getModelStatus()
+        info = h.getInfo()
+        has_plan = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if ms not in _STATUS_NAMES:
+            name = h.modelStatusToString(ms)
+            raise MilpError(f"HiGHS ended with status {name!r}: no plan (a model bug, not a limit)")
+        status = _STATUS_NAMES[ms]
+        bound = min(float(info.mip_dual_bound), simple_bound(model))
+        if has_plan:
+            values = np.array(h.getSolution().col_value)
+        if status != "optimal" or values is None:
+            break
+        pos, seg = _violated_cuts(model, values)
+        if len(pos) == 0:
+            break
+        if rounds >= max_rounds:
+            status = "time_limit"  # out of rounds: the plan is feasible (objective exact) but not proven optimal
+            break
+        if model.add_eq5_cuts(pos, seg) == 0:
+            break  # the cuts are in: e sits below them only by the solver's feasibility tolerance
+        values = _raise_e(model, values)
+        h.setSolution(len(values), np.arange(len(values), dtype=np.int32), values)
+    return status, values, bound, rounds
+
+
+def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads):
+    """Exact decomposition by SKU: without its capacity rows the model is one independent problem per SKU.
+
+    Each SKU is solved alone (the other SKUs' lots and transfers fixed to 0: their part is then the do-nothing
+    value ``d_j``), so ``sum_k bound_k - (K - 1) * D`` (``D`` = do-nothing return) bounds the optimum of the
+    model without capacity rows, hence of the model. The SKU plans together are then checked against the full
+    model (x, y fixed, the rest solved): if every capacity row holds, that plan is optimal (within ``mip_gap``).
+    Otherwise the full model is solved with the time left, and the SKU bound kept if it is lower (with a time
+    limit, the SKUs share at most half of it; a SKU stopped by its share still contributes its bound).
+    """
+    t0 = time.perf_counter()
+    K = model.net.K
+    x_sku = model.net.lot_sku[model.x_slot]
+    y_sku = model.y_slot % K
+    fixed_x, fixed_y = np.zeros(len(model.x_cols)), np.zeros(len(model.y_cols))
+    _, dn_values = _fixed_plan_values(model, fixed_x, fixed_y)
+    do_nothing = _solution(model, dn_values, "optimal", 0.0, 0.0, 0).objective
+    total_bound, rounds, ok = -(K - 1) * do_nothing, 0, dn_values is not None
+    bounded = ok
+    for k in range(K if ok else 0):
+        lp = model.highs.getLp()
+        upper = np.array(lp.col_upper_)
+        upper[model.x_cols[x_sku != k]] = 0.0
+        upper[model.y_cols[y_sku != k]] = 0.0
+        lp.col_upper_ = upper
+        row_lower, row_upper = np.array(lp.row_lower_), np.array(lp.row_upper_)
+        row_lower[model.capacity_rows], row_upper[model.capacity_rows] = -INF, INF
+        lp.row_lower_, lp.row_upper_ = row_lower, row_upper
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.passModel(lp)
+        sub = replace(model, highs=h, cut_segments=set(model.cut_segments))
+        # with a time limit, the SKUs share at most half of it, in turn (the rest is left for the whole model)
+        left = None if time_limit is None else 0.5 * time_limit - (time.perf_counter() - t0)
+        if left is not None and left <= 0:
+            bounded = False
+            break
+        status, values, bound, r = _solve_loop(sub, left, mip_gap, max_rounds, threads)
+        rounds += r
+        total_bound += bound  # a bound even when the SKU stopped on its limit
+        if status != "optimal" or values is None:
+            ok = False
+            continue
+        fixed_x[x_sku == k] = np.rint(values[model.x_cols[x_sku == k]])
+        fixed_y[y_sku == k] = np.rint(values[model.y_cols[y_sku == k]])
+    if ok and bounded:
+        feasible, values = _fixed_plan_values(model, fixed_x, fixed_y)
+        if feasible:
+            return "optimal", values, total_bound, rounds
+    left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 1e-3)
+    status, values, bound, r = _solve_loop(model, left, mip_gap, max_rounds, threads)
+    return status, values, (min(bound, total_bound) if bounded else bound), rounds + r
+
+
+def _fixed_plan_values(model: DispatchModel, x: np.ndarray, y: np.ndarray) -> tuple[bool, np.ndarray | None]:
+    """Solve the full model with x and y fixed (the rest follows): ``(feasible, column values)``."""
+    lp = model.highs.getLp()
+    lower, upper = np.array(lp.col_lower_), np.array(lp.col_upper_)
+    lower[model.x_cols] = upper[model.x_cols] = x
+    lower[model.y_cols] = upper[model.y_cols] = y
+    lp.col_lower_, lp.col_upper_ = lower, upper
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return False, None
+    return True, np.array(h.getSolution().col_value)
+
+
+def simple_bound(model: DispatchModel) -> float:
+    """An upper bound on the return that needs no solve: every lot on its best lane (or lost, if that costs
+    less), every transfer slot at its best level, no Eq.5 (which is >= 0). Valid for any plan; used when
+    the solver stops before it has a bound of its own (HiGHS then reports infinity)."""
+    obj = model.objective_coef()
+    net = model.net
+    best_lot = np.zeros((model.data.days, net.n_lots))
+    np.maximum.at(best_lot, (model.x_day, model.x_slot), obj[model.x_cols])
+    best_lot *= model.lot_count
+    best_transfer = np.zeros((model.data.days, net.L * net.K))
+    np.maximum.at(best_transfer, (model.y_day, model.y_slot), obj[model.y_cols])
+    return float(best_lot.sum() + best_transfer.sum() - model.term_const["lost_sales"])
+
+
+def _violated_cuts(model: DispatchModel, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eq.5 pairs where ``e`` is below ``f(inv)`` at the (integer) stock, and the segment that cuts them off."""
+    t, w, k = model.e_index
+    inv = np.rint(values[model.inv_cols[t, w, k]])
+    exact = eq5_value(model.net, model.net.target_stock[w, k].astype(np.float64), inv)
+    bad = np.flatnonzero(values[model.e_cols] < exact - 1e-7 * (1.0 + exact))  # HiGHS's feasibility tolerance
+    seg = np.minimum(inv[bad], np.maximum(model.inv_upper[t[bad], w[bad], k[bad]] - 1, 0))
+    return bad, seg.astype(np.int64)
+
+
+def _raise_e(model: DispatchModel, values: np.ndarray) -> np.ndarray:
+    t, w, k = model.e_index
+    inv = np.rint(values[model.inv_cols[t, w, k]])
+    out = values.copy()
+    out[model.e_cols] = eq5_value(model.net, model.net.target_stock[w, k].astype(np.float64), inv)
+    return out
+
+
+def _lot_choices(model: DispatchModel, x: np.ndarray) -> np.ndarray:
+    """Env choice per lot slot ``[T', R*K*J]`` from the x counts: a group's lots take its shipped choices in slot
+    order (they are identical, so any assignment has the same return, and the env ships them all iff they fit)."""
+    out = np.zeros(model.lot_rep.shape, dtype=np.int64)
+    used: dict[tuple[int, int], int] = {}
+    members: dict[tuple[int, int], np.ndarray] = {}
+    for i in np.flatnonzero(x > 0):
+        key = (int(model.x_day[i]), int(model.x_slot[i]))
+        if key not in members:
+            members[key] = np.flatnonzero(model.lot_rep[key[0]] == key[1])
+        start = used.get(key, 0)
+        take = members[key][start : start + int(x[i])]
+        if len(take) < x[i]:
+            raise MilpError(f"lot group {key} ships {int(x[i])} lots past its {len(members[key])}: a model bug")
+        out[key[0], take] = model.x_choice[i]
+        used[key] = start + int(x[i])
+    return out
+
+
+def _solution(model: DispatchModel, values, status: str, bound: float, seconds: float, rounds: int) -> Solution:
+    net, T = model.net, model.data.days
+    lot_choice = np.zeros((T, net.n_lots), dtype=np.int64)
+    transfer_choice = np.zeros((T, net.L * net.K), dtype=np.int64)
+    found = values is not None
+    if not found:  # a time limit before any incumbent: the do-nothing plan (always feasible in the env)
+        values = np.zeros(model.n_cols)
+    x = np.maximum(np.rint(values[model.x_cols]), 0).astype(np.int64)
+    y = np.rint(values[model.y_cols]) > 0.5
+    lot_choice[:] = _lot_choices(model, x)
+    transfer_choice[model.y_day[y], model.y_slot[y]] = model.y_level[y]
+    rounded = values.copy()
+    rounded[model.x_cols] = x
+    rounded[model.y_cols] = y
+    terms = {name: float(model.term_coef[name] @ rounded + model.term_const[name]) for name in TERM_NAMES}
+    inv = np.rint(values[model.inv_cols]).astype(np.int64)
+    t, w, k = model.e_index
+    model_eq5 = terms["eq5_imbalance"]
+    terms["eq5_imbalance"] = float(eq5_value(model.net, net.target_stock[w, k].astype(np.float64), inv[t, w, k]).sum())
+    objective = signed_sum(terms)
+    if not found:
+        bound = max(bound, objective)
+        objective = float("nan")  # filled by the caller from a replay of the do-nothing plan
+    bound = max(bound, objective) if np.isfinite(objective) else bound
+    gap = relative_gap(bound, objective) if np.isfinite(objective) else float("inf")
+    return Solution(
+        status=status, objective=objective, bound=bound, gap=float(gap), seconds=seconds, cut_rounds=rounds,
+        terms=terms, lot_choice=lot_choice, transfer_choice=transfer_choice, inv=inv, model_eq5=model_eq5,
+        found_plan=found,
+    )  # fmt: skip
