@@ -26,7 +26,11 @@ from typing import Any
 
 import yaml
 
+import envs  # registers the ids; env_id is checked against envs.ENV_IDS
+from baselines import POLICY_NAMES
+from baselines.rolling import RollingHorizonPolicy
 from envs.files import write_atomic
+from envs.scenario import ScenarioError, load_scenario
 
 TRAIN_SEED_LOW = 10**6  # training episode seeds lie in [TRAIN_SEED_LOW, TRAIN_SEED_HIGH)
 TRAIN_SEED_HIGH = 2 * 10**6
@@ -110,9 +114,6 @@ class PPOConfig:
     # ------------------------------------------------------------- validation
     def validate(self) -> PPOConfig:
         """Raise :class:`ConfigError` naming the first bad field and what to do; return self when fine."""
-        import envs  # registers the ids
-        from envs.scenario import ScenarioError, load_scenario
-
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
@@ -180,15 +181,11 @@ class PPOConfig:
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)} must be > 0")
         for name in ("ent_coef", "vf_coef"):
             need(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be >= 0")
-        from baselines.rolling import RollingHorizonPolicy
-
         teacher = (self.pretrain_teacher_window, self.pretrain_teacher_time_limit, self.pretrain_teacher_mip_gap)
         error = RollingHorizonPolicy.option_error(*teacher)  # the rolling-milp teacher's options, as the policy checks
         if error is not None:
             raise ConfigError(f"pretrain_teacher_{error[1]}")
         if self.pretrain_teacher is not None:
-            from baselines import POLICY_NAMES
-
             need(
                 self.pretrain_teacher in POLICY_NAMES,
                 f"pretrain_teacher={self.pretrain_teacher!r} is not allowed; allowed: {list(POLICY_NAMES)} or None",

@@ -29,6 +29,7 @@ import envs  # noqa: F401
 from agents import EVAL_SEED_START, load_agent, shipped_agent_path
 from agents.config import PPOConfig
 from agents.factory import build_model, make_normalized_vec_env
+from baselines import make_policy
 from baselines.heuristics import HEURISTICS
 from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
 from evaluation.episode import run_episode
@@ -94,8 +95,6 @@ def quality(agent, env_id: str, seeds: list[int], hindsight_seeds: int, time_lim
 def rolling_comparison(agent, env_id: str, seeds: list[int], **options) -> dict:
     """PPO and the rolling-horizon MILP on the same ``seeds``; ``options`` (``window``, ``time_limit``)
     go to the policy (its defaults otherwise). ``hits``: daily solves stopped by the time limit."""
-    from baselines import make_policy
-
     env = gym.make(env_id, scenario=agent.scenario, forecast_days=agent.meta.forecast_days)
     rolling = make_policy("rolling-milp", agent.scenario, env_id=env_id, **options)
     started, solves, hits, g_roll = time.perf_counter(), 0, 0, []

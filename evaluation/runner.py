@@ -341,7 +341,7 @@ class _WorkerContext:
         self.envs: dict[int | None, gym.Env] = {}
         self.policies: dict[str, object] = {}
         if in_pool and any(p.kind == "agent" for p in run.policies):
-            import torch
+            import torch  # deferred: only runs with an agent need torch
 
             torch.set_num_threads(1)  # the pool already uses the cores; more threads per worker only contend
 
