@@ -22,7 +22,7 @@ The MILP baselines encode exactly these rules; ``tests/test_contract.py`` proves
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class State:
     day: int  # index of the day about to be played, 0..T (T = episode over)
     on_hand: np.ndarray  # [W, K] int, units on hand now (today's arrivals included)
     inbound: np.ndarray  # [T + H + 1, W, K] int, transfer units arriving at the start of each absolute day
+    en_route: np.ndarray  # [W] int, transfer units on their way to each warehouse (inbound not yet on hand)
     supplied: int = 0  # units received from suppliers so far (for the conservation check)
     shipped: int = 0  # units delivered to customers so far
     kpi: dict[str, float] = field(default_factory=dict)  # KPI_COUNTERS, summed over the days played
@@ -58,13 +59,18 @@ class State:
 
     def in_transit(self) -> int:
         """Transfer units sent and not yet on hand (at episode end: those that would arrive after it)."""
-        return int(self.inbound[self.arrived_through + 1 :].sum())
+        return int(self.en_route.sum())
+
+    def position(self, on_hand: np.ndarray | None = None) -> np.ndarray:
+        """Inventory position per warehouse ``[W]``: on hand (the state's, or ``on_hand`` ``[W, K]``) plus en route."""
+        return (self.on_hand if on_hand is None else on_hand).sum(axis=1) + self.en_route
 
     def copy(self) -> State:
         return State(
             self.day,
             self.on_hand.copy(),
             self.inbound.copy(),
+            self.en_route.copy(),
             self.supplied,
             self.shipped,
             dict(self.kpi),
@@ -75,19 +81,18 @@ class State:
 def initial_state(net: Network, trace: Trace) -> State:
     """Day 0 with its arrivals on hand."""
     inbound = np.zeros((net.T + net.tl_max_lead + 1, net.W, net.K), dtype=np.int64)
-    state = State(day=0, on_hand=net.initial_stock.copy(), inbound=inbound, kpi=dict.fromkeys(KPI_COUNTERS, 0.0))
+    state = State(
+        0, net.initial_stock.copy(), inbound, np.zeros(net.W, dtype=np.int64), kpi=dict.fromkeys(KPI_COUNTERS, 0.0)
+    )
     return _receive(state, trace)
 
 
 def _receive(state: State, trace: Trace) -> State:
     """The state with the current day's transfer and supplier arrivals on hand."""
-    t, supply = state.day, trace.realization.supply[state.day]
-    return replace(
-        state,
-        on_hand=state.on_hand + state.inbound[t] + supply,
-        supplied=state.supplied + int(supply.sum()),
-        arrived_through=t,
-    )
+    t, supply, arriving = state.day, trace.realization.supply[state.day], state.inbound[state.day]
+    on_hand = state.on_hand + arriving + supply
+    en_route = state.en_route - arriving.sum(axis=1)
+    return State(t, on_hand, state.inbound, en_route, state.supplied + int(supply.sum()), state.shipped, state.kpi, t)
 
 
 def lot_masks(net: Network, trace: Trace, state: State) -> np.ndarray:
@@ -119,7 +124,7 @@ def transfer_masks(net: Network, trace: Trace, state: State, on_hand: np.ndarray
     qty = net.transfer_qty_table  # [L*K, V]
     slot_lane = net.transfer_slot_lane
     origin_stock = on_hand[net.tl_origin[slot_lane], net.transfer_slot_sku]
-    position = on_hand.sum(axis=1) + state.inbound[t + 1 :].sum(axis=(0, 2))
+    position = state.position(on_hand)
     room = (net.capacity - position)[net.tl_destination[slot_lane]]
     ok = (
         trace.realization.transfer_open[t][slot_lane][:, None]
@@ -190,7 +195,7 @@ def send_transfers(
         return empty, empty, empty
     lane, sku, q = net.transfer_slot_lane[slots], net.transfer_slot_sku[slots], qty[slots]
     origin, dest = net.tl_origin[lane], net.tl_destination[lane]
-    position = on_hand.sum(axis=1) + state.inbound[t + 1 :].sum(axis=(0, 2))
+    position = state.position(on_hand)
     need = np.bincount(origin * net.K + sku, weights=q, minlength=net.W * net.K).reshape(net.W, net.K)
     incoming = np.bincount(dest, weights=q, minlength=net.W)
     if np.all(need <= on_hand) and np.all(position + incoming <= net.capacity):
@@ -217,21 +222,23 @@ def transition(
     (:class:`envs.layout.ActionLayout` turns an env action into these.)
     """
     t, real = state.day, trace.realization
-    lots, k_of = trace.lots[t], net.lot_sku
+    lots = trace.lots[t]
     sent, lane_c = ship_lots(net, trace, t, state.on_hand, lot_choice)
     on_hand = state.on_hand - shipped_out(net, sent, lane_c)
     eq1 = float(np.dot(sent, trace.unit_route_cost[t][lane_c]))
     eq4 = float(np.dot(sent, trace.unit_delay_penalty[t][lane_c]))
-    eq2 = float(np.dot(sent, net.unit_profit[k_of]))
-    lost = float(np.dot(lots - sent, net.lost_penalty[k_of]))
+    eq2 = float(np.dot(sent, net.lot_unit_profit))
+    lost = float(np.dot(lots - sent, net.lot_lost_penalty))
 
     lane, sku, q = send_transfers(net, trace, state, on_hand, transfer_choice)
-    inbound = state.inbound
+    inbound, en_route = state.inbound, state.en_route
     if q.size:
+        dest = net.tl_destination[lane]
         on_hand = on_hand.copy()
         np.subtract.at(on_hand, (net.tl_origin[lane], sku), q)
         inbound = inbound.copy()
-        np.add.at(inbound, (t + real.transfer_lead[t, lane], net.tl_destination[lane], sku), q)
+        np.add.at(inbound, (t + real.transfer_lead[t, lane], dest, sku), q)
+        en_route = en_route + np.bincount(dest, weights=q, minlength=net.W).astype(np.int64)
         eq2 += float(np.sum(transfer_revenue(net, lane, q)))
 
     eq5 = imbalance(net, on_hand)
@@ -241,13 +248,13 @@ def transition(
     kpi = dict(state.kpi)
     kpi["units_demanded"] += int(lots.sum())
     kpi["units_shipped"] += n_sent
-    kpi["units_on_time"] += int(sent[tau <= net.sla_days[net.lot_region]].sum())
+    kpi["units_on_time"] += int(sent[tau <= net.lot_sla_days].sum())
     kpi["units_abnormal"] += int(sent[real.abnormal_delay[t][lane_c] > 0].sum())
     kpi["delivery_days"] += float(np.dot(sent, tau))
     kpi["transport_cost"] += eq1
     kpi["units_transferred"] += int(q.sum())
 
-    new = State(t + 1, on_hand, inbound, state.supplied, state.shipped + n_sent, kpi, state.arrived_through)
+    new = State(t + 1, on_hand, inbound, en_route, state.supplied, state.shipped + n_sent, kpi, state.arrived_through)
     if new.day < net.T:
         new = _receive(new, trace)
     terms = {

@@ -82,6 +82,11 @@ class Network:
     transfer_slot_lane: np.ndarray  # [L*K] transfer lane of each transfer slot
     transfer_slot_sku: np.ndarray  # [L*K] SKU of each transfer slot
     transfer_level_valid: np.ndarray  # [L*K, max levels] bool, the column is one of the slot's levels
+    lot_unit_profit: np.ndarray  # [R*K*J] unit_profit of each lot slot's SKU
+    lot_lost_penalty: np.ndarray  # [R*K*J] lost_penalty of each lot slot's SKU
+    lot_sla_days: np.ndarray  # [R*K*J] sla_days of each lot slot's region
+    scored_index: np.ndarray  # [P] flat indices w*K + k of the pairs Eq.5 scores (target_stock > 0)
+    scored_target: np.ndarray  # [P] float, their target_stock
     # --- random models as arrays, read by the sampler (envs.realization.sample_realization)
     mean_demand: np.ndarray  # [T, R, K] float units/day (envs.realization.expected_demand)
     dl_transit_range: np.ndarray  # [D, 2] int days, [min, max] transit without abnormal delay
@@ -144,6 +149,9 @@ class Network:
         transfer_nvec = np.repeat([len(lv) for lv in levels], K).astype(np.int64)
         home_position = np.array([int(np.flatnonzero(region_lanes[r] == home_lane[r])[0]) for r in range(R)])
         sla = np.array([r.sla_days for r in s.regions], dtype=np.int64)
+        unit_profit = np.array([k.unit_profit for k in s.skus], dtype=np.float64)
+        lost_penalty = np.array([k.lost_sale_penalty for k in s.skus], dtype=np.float64)
+        target_stock = np.stack([per_sku(w.target_stock) for w in s.warehouses])
         alpha = float(s.delay_penalty_alpha)
         costs = np.array(
             [expected_lane_costs(ln, int(sla[reg[ln.region]]), alpha, s.deterministic) for ln in dls]
@@ -160,10 +168,10 @@ class Network:
             T=s.horizon_days,
             capacity=np.array([w.capacity for w in s.warehouses], dtype=np.int64),
             initial_stock=np.stack([per_sku(w.initial_stock) for w in s.warehouses]),
-            target_stock=np.stack([per_sku(w.target_stock) for w in s.warehouses]),
+            target_stock=target_stock,
             is_hub=np.array([w.kind == "hub" for w in s.warehouses]),
-            unit_profit=np.array([k.unit_profit for k in s.skus], dtype=np.float64),
-            lost_penalty=np.array([k.lost_sale_penalty for k in s.skus], dtype=np.float64),
+            unit_profit=unit_profit,
+            lost_penalty=lost_penalty,
             sla_days=sla,
             delay_alpha=alpha,
             imbalance_lambda=float(s.imbalance_lambda),
@@ -207,6 +215,11 @@ class Network:
             transfer_slot_lane=np.repeat(np.arange(L), K),
             transfer_slot_sku=np.tile(np.arange(K), L),
             transfer_level_valid=np.arange(max_levels)[None, :] < transfer_nvec[:, None],
+            lot_unit_profit=unit_profit[lot_sku],
+            lot_lost_penalty=lost_penalty[lot_sku],
+            lot_sla_days=sla[lot_region],
+            scored_index=np.flatnonzero(target_stock.reshape(-1) > 0),
+            scored_target=target_stock.reshape(-1)[target_stock.reshape(-1) > 0].astype(np.float64),
             mean_demand=_read_only(expected_demand(s)),
             dl_transit_range=np.array([ln.transit_days for ln in dls], dtype=np.int64).reshape(D, 2),
             dl_abnormal_prob=np.array([ln.abnormal_delay_prob for ln in dls], dtype=np.float64),

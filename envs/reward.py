@@ -123,5 +123,5 @@ def imbalance_per_pair(lam: float, target, on_hand):
 
 def imbalance(net, on_hand: np.ndarray) -> float:
     """Eq.5 of a day (USD): :func:`imbalance_per_pair` summed over the scored pairs of ``on_hand`` ``[W, K]``."""
-    scored = net.target_stock > 0
-    return float(np.sum(imbalance_per_pair(net.imbalance_lambda, net.target_stock[scored], on_hand[scored])))
+    pairs = imbalance_per_pair(net.imbalance_lambda, net.scored_target, on_hand.reshape(-1)[net.scored_index])
+    return float(np.sum(pairs))
