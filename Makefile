@@ -15,7 +15,7 @@ comma := ,
 DEMO_AGENT := agents/checkpoints/table1__CrossBorderDispatch-v0
 DEMO_SEEDS ?= 1000-1005
 DEMO_OUT ?= results/demo
-DEMO_POLICIES ?= $(if $(wildcard $(DEMO_AGENT)/model.zip),ppo=$(DEMO_AGENT)$(comma))rolling-milp,greedy,base-stock,random
+DEMO_POLICIES ?= $(if $(wildcard $(DEMO_AGENT)/policy.safetensors),ppo=$(DEMO_AGENT)$(comma))rolling-milp,greedy,base-stock,random
 DEMO_TIME_LIMIT ?= 30# seconds per hindsight solve: table1 is not always proven optimal that fast on 2 busy cores
 
 demo: setup

@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
             "mip_gap": (float, "relative MIP gap")}  # fmt: skip
     for key, flag in ROLLING_FLAGS.items():
         p.add_argument(flag, type=what[key][0], help=f"rolling-milp {what[key][1]} (default: {rolling[key]})")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow agents in the old pickle-based format (model.zip, vecnormalize.pkl): reading them can run code "
+        "they hold, so only for checkpoints whose origin you trust (README, 'Trust model')",
+    )
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
     return p
 
@@ -101,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rolling = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in ROLLING_FLAGS.items()}
         run = runner.resolve_run(
-            args.scenario, args.env, args.policies, args.seeds, args.time_limit, args.cache_dir, rolling
+            args.scenario, args.env, args.policies, args.seeds, args.time_limit, args.cache_dir, rolling,
+            trust_checkpoint=args.trust_checkpoint,
         )
         compares = parse_compare(args.compare, run.labels)
         if args.workers < 1:

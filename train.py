@@ -12,8 +12,8 @@ The run directory holds:
 
 | path | what |
 |---|---|
-| ``model.zip``, ``vecnormalize.pkl``, ``agent.json``, ``scenario.yaml`` | the final agent (``load_agent(dir)``) |
-| ``config.yaml`` | the resolved config |
+| ``policy.safetensors``, ``optimizer.safetensors``, ``normalization.json``, ``agent.json`` | the final agent |
+| ``config.yaml``, ``scenario.yaml`` | the resolved config, the scenario (with the above: ``load_agent(dir)``) |
 | ``versions.yaml`` | Python, package versions and git commit |
 | ``TRAIN_COMMAND.txt`` | the command line(s) that produced the run |
 | ``episodes.csv`` | training curve: one row per finished training episode |
@@ -30,7 +30,9 @@ Seeds: training episodes draw their realization seeds in [10**6, 2*10**6) from s
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import io
 import shlex
 import sys
 import time
@@ -51,9 +53,10 @@ from agents.callbacks import (
     latest_checkpoint,
     validation_optima,
 )
+from agents.checkpoint import CONFIG_FILE, AgentFiles, CheckpointError, read_agent
 from agents.config import ConfigError, PPOConfig
-from agents.factory import build_model, load_model, make_normalized_vec_env
-from agents.policy import CONFIG_FILE, STATS_FILE, save_agent
+from agents.factory import build_model, make_normalized_vec_env
+from agents.policy import save_agent
 from agents.pretrain import pretrain
 from envs.files import write_atomic
 from envs.scenario import load_scenario
@@ -132,9 +135,52 @@ def resolve(argv: list[str]) -> tuple[Args, PPOConfig, Path]:
         scenario = load_scenario(config.scenario).name
         args.out = f"runs/{config.env_id}__{scenario}__{config.algo}__s{config.seed}__{stamp}"
     out = Path(args.out)
-    if not args.resume and latest_checkpoint(out) is not None:
-        raise ConfigError(f"{str(out)!r} already holds a run; add --resume to continue it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {str(out)!r} exists and is not a folder; choose a folder path")
+    if not args.resume and out.is_dir() and any(out.iterdir()):
+        what = "a run; add --resume to continue it" if (out / CONFIG_FILE).is_file() else "other files"
+        raise ConfigError(f"--out: {str(out)!r} already holds {what}, or choose another --out (a new or empty folder)")
     return args, config, out
+
+
+def resume_point(out: Path, config: PPOConfig) -> AgentFiles:
+    """The latest checkpoint of ``out``, read and checked against the run's config (raises ConfigError)."""
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is None:
+        raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}; nothing to resume")
+    try:
+        files = read_agent(checkpoint)
+    except CheckpointError as err:
+        raise ConfigError(f"--resume: the latest checkpoint is damaged: {err}") from None
+    if files.optimizer_state is None:
+        raise ConfigError(f"--resume: {checkpoint} holds no optimizer state; it cannot be resumed")
+    mine = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    theirs = {k: v for k, v in files.config.to_dict().items() if k not in RESUMABLE_FIELDS}
+    differ = sorted(k for k in mine if mine[k] != theirs.get(k))
+    if differ:
+        raise ConfigError(
+            f"--resume: {out / CONFIG_FILE} differs from the checkpoint's own config in {differ}: the run is damaged "
+            "or was edited; start a new run"
+        )
+    return files
+
+
+def truncate_logs(out: Path, timesteps: int) -> None:
+    """Drop the log rows written after the checkpoint being resumed (they are trained again), so every
+    timestep appears once; each file is rewritten whole."""
+    for name in ("episodes.csv", "eval.csv"):
+        path = out / name
+        if not path.is_file():
+            continue
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = [row for row in reader if int(row["timesteps"]) <= timesteps]
+            columns = reader.fieldnames or []
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(path, buffer.getvalue(), if_changed=True)
 
 
 def write_yaml(path: Path, data: dict) -> None:
@@ -156,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    try:
+        resumed = resume_point(out, config) if args.resume else None
+    except ConfigError as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
 
     # --- seeding: torch, numpy's legacy global RNG (used inside SB3) and Python's random
@@ -173,13 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[train] {note}")
 
     # --- env and model (fresh, or the latest checkpoint with its normalization statistics)
-    checkpoint = latest_checkpoint(out) if args.resume else None
-    if args.resume and checkpoint is None:
-        print(f"train.py: error: --resume: no checkpoint under {out / 'checkpoints'}", file=sys.stderr)
-        return 2
-    if checkpoint is not None:
-        venv = make_normalized_vec_env(config, stats_path=checkpoint / STATS_FILE)
-        model = load_model(config, checkpoint / "model.zip", venv)
+    checkpoint = resumed.directory if resumed is not None else None
+    if resumed is not None:
+        venv = make_normalized_vec_env(config, normalization=resumed.normalization)
+        model = build_model(config, venv)
+        model.policy.load_state_dict(resumed.policy_state)
+        model.policy.optimizer.load_state_dict(resumed.optimizer_state)
+        model.num_timesteps = resumed.meta.num_timesteps
+        truncate_logs(out, model.num_timesteps)
         venv.seed(config.seed + model.num_timesteps)  # fresh training episodes, not a replay of the first ones
         print(f"[train] resuming {checkpoint} at {model.num_timesteps} timesteps")
     else:

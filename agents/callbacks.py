@@ -9,7 +9,8 @@ Files (under the run directory):
 * ``eval.csv``: one row per validation: ``timesteps``, ``mean_return`` and ``min_return`` over the
   validation seeds, ``mean_ratio`` (mean over seeds of ``1 - (G* - G)/|G*|``; empty when the
   hindsight optimum is unavailable), ``hindsight_mean_return``.
-* ``checkpoints/step_<timesteps>/``: loadable agent directories (see :mod:`agents.policy`).
+* ``checkpoints/step_<timesteps>/``: loadable agent directories (see :mod:`agents.checkpoint`), each written
+  whole (a folder renamed into place).
 * ``best/``: the agent with the highest validation mean return so far.
 """
 
@@ -22,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.checkpoint import META_FILE
 from agents.config import VALIDATION_SEEDS, PPOConfig
 from agents.factory import make_eval_env
-from agents.policy import AgentMeta, PPOAgent, save_agent
+from agents.policy import PPOAgent, agent_meta, save_agent
 from envs.reward import TERM_NAMES
 from envs.scenario import load_scenario
 from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
@@ -167,10 +169,8 @@ class ValidationCallback(BaseCallback):
     def evaluate(self) -> dict:
         self.last_eval = self.num_timesteps
         venv = self.model.get_env()
-        meta = AgentMeta(
-            self.config.algo, self.config.env_id, self.scenario.name, "", self.config.forecast_days, (), (), 0
-        )
-        agent = PPOAgent(self.model, venv if hasattr(venv, "normalize_obs") else None, meta, self.scenario)
+        normalizer = venv if hasattr(venv, "normalize_obs") else None
+        agent = PPOAgent(self.model.policy, normalizer, agent_meta(self.model, self.config), self.scenario)
         returns = {s: run_episode(self.env, agent, s).episode_return for s in VALIDATION_SEEDS}
         row = {
             "timesteps": self.num_timesteps,
@@ -192,7 +192,7 @@ class ValidationCallback(BaseCallback):
         self.echo(f"[validation] {self.num_timesteps} steps: mean return {row['mean_return']:.1f}{ratio}")
         if row["mean_return"] > self.best:
             self.best = row["mean_return"]
-            save_agent(self.out_dir / "best", self.model, venv if hasattr(venv, "normalize_obs") else None, self.config)
+            save_agent(self.out_dir / "best", self.model, normalizer, self.config)
         return row
 
 
@@ -230,5 +230,5 @@ class CheckpointCallback(BaseCallback):
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
     """The checkpoint directory with the most timesteps under ``out_dir/checkpoints``, or None."""
-    found = sorted(p for p in (out_dir / "checkpoints").glob("step_*") if (p / "model.zip").is_file())
+    found = sorted(p for p in (out_dir / "checkpoints").glob("step_*") if (p / META_FILE).is_file())
     return found[-1] if found else None

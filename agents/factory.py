@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -106,30 +105,42 @@ def make_vec_env(config: PPOConfig) -> VecEnv:
     return vec_cls(thunks)
 
 
-def make_normalized_vec_env(config: PPOConfig, stats_path: str | Path | None = None) -> VecNormalize:
-    """Training VecEnv wrapped in ``VecNormalize``; with ``stats_path``, its running statistics are restored."""
-    venv = make_vec_env(config)
-    if stats_path is not None:
-        norm = VecNormalize.load(str(stats_path), venv)
-        norm.training = True
-        return norm
-    return VecNormalize(
-        venv,
+def make_normalized_vec_env(config: PPOConfig, normalization=None) -> VecNormalize:
+    """Training VecEnv wrapped in ``VecNormalize``; with ``normalization`` (an
+    :class:`agents.checkpoint.Normalization`), its running statistics are restored (``--resume``)."""
+    norm = VecNormalize(
+        make_vec_env(config),
         norm_obs=config.norm_obs,
         norm_reward=config.norm_reward,
         clip_obs=config.clip_obs,
         clip_reward=config.clip_reward,
         gamma=config.gamma,
     )
+    if normalization is not None:
+        normalization.restore_into(norm)
+    return norm
+
+
+def policy_kwargs(config: PPOConfig) -> dict:
+    """The policy network of ``config``, as SB3's ``policy_kwargs`` (one place for training and loading)."""
+    return {
+        "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
+        "activation_fn": ACTIVATION_CLASSES[config.activation_fn],
+    }
+
+
+def build_policy(config: PPOConfig, observation_space: gym.Space, action_space: gym.Space):
+    """The policy module ``build_model`` would create for these spaces (the class SB3 maps "MlpPolicy" to), built
+    by our code so that loading an agent never deserializes an object from its files."""
+    cls = ALGO_CLASSES[config.algo].policy_aliases["MlpPolicy"]
+    policy = cls(observation_space, action_space, lambda _: config.learning_rate, **policy_kwargs(config))
+    policy.set_training_mode(False)
+    return policy
 
 
 def build_model(config: PPOConfig, venv: VecEnv, tensorboard_log: str | None = None):
     """A fresh PPO / MaskablePPO on ``venv``, seeded with ``config.seed``."""
     cls = ALGO_CLASSES[config.algo]
-    policy_kwargs = {
-        "net_arch": {"pi": list(config.net_arch), "vf": list(config.net_arch)},
-        "activation_fn": ACTIVATION_CLASSES[config.activation_fn],
-    }
     return cls(
         "MlpPolicy",
         venv,
@@ -144,14 +155,9 @@ def build_model(config: PPOConfig, venv: VecEnv, tensorboard_log: str | None = N
         vf_coef=config.vf_coef,
         max_grad_norm=config.max_grad_norm,
         target_kl=config.target_kl,
-        policy_kwargs=policy_kwargs,
+        policy_kwargs=policy_kwargs(config),
         tensorboard_log=tensorboard_log,
         seed=config.seed,
         device="cpu",
         verbose=0,
     )
-
-
-def load_model(config: PPOConfig, model_path: str | Path, venv: VecEnv | None = None):
-    """Load a saved model of ``config.algo`` (on CPU), attached to ``venv`` when given."""
-    return ALGO_CLASSES[config.algo].load(str(model_path), env=venv, device="cpu")

@@ -1,65 +1,35 @@
-"""A trained PPO / MaskablePPO agent as a :class:`evaluation.episode.Policy`, and its files on disk.
+"""A trained PPO / MaskablePPO agent as a :class:`evaluation.episode.Policy`: saving, loading and playing it.
 
-An agent directory (what ``train.py`` writes, and each ``agents/checkpoints/<scenario>__<env-id>/``):
-
-| file | what |
-|---|---|
-| ``model.zip`` | the SB3 model |
-| ``vecnormalize.pkl`` | the ``VecNormalize`` running statistics (observation mean/var, return std) |
-| ``agent.json`` | env id, scenario name and content hash, observation shape, action nvec, algo, timesteps |
-| ``config.yaml`` | the resolved :class:`agents.config.PPOConfig` |
-| ``scenario.yaml`` | the scenario trained on (so a file-based scenario travels with the agent) |
+The files of an agent directory, and why reading one runs no code from it, are in
+:mod:`agents.checkpoint`.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env import VecNormalize
 
+from agents.checkpoint import (
+    POLICY_FILE,
+    AgentFiles,
+    AgentMeta,
+    CheckpointError,
+    Normalization,
+    read_agent,
+    write_agent,
+)
 from agents.config import PPOConfig
-from agents.factory import ALGO_CLASSES
-from envs.files import atomic_target, write_atomic
+from agents.factory import build_policy
 from envs.scenario import Scenario, load_scenario
 from envs.view import DayView
 
-MODEL_FILE = "model.zip"
-STATS_FILE = "vecnormalize.pkl"
-META_FILE = "agent.json"
-CONFIG_FILE = "config.yaml"
-SCENARIO_FILE = "scenario.yaml"
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 
 class AgentMismatchError(ValueError):
     """The agent was trained for another env id, scenario, observation or action space."""
-
-
-@dataclass(frozen=True)
-class AgentMeta:
-    algo: str  # "maskable-ppo" or "ppo"
-    env_id: str  # e.g. "CrossBorderDispatch-v0"
-    scenario_name: str
-    scenario_hash: str  # Scenario.content_hash() of the training scenario
-    forecast_days: int
-    observation_shape: tuple[int, ...]
-    action_nvec: tuple[int, ...]
-    num_timesteps: int  # env steps trained
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> AgentMeta:
-        data = json.loads(text)
-        data["observation_shape"] = tuple(data["observation_shape"])
-        data["action_nvec"] = tuple(data["action_nvec"])
-        return cls(**data)
 
 
 def env_signature(env: gym.Env) -> dict:
@@ -77,15 +47,15 @@ class PPOAgent:
     """A trained agent behind the shared policy interface: ``reset(seed)``, ``act(obs, view) -> action``.
 
     ``act`` normalizes ``obs`` with the saved running statistics and returns the policy's most likely
-    action (deterministic); a masked agent applies the mask rebuilt from ``view``. Attributes for
-    compatibility checks: ``env_id``, ``scenario_name``, ``scenario_hash``, ``observation_shape``,
+    action (deterministic); a masked agent applies the mask of ``view``. ``policy`` is the SB3 policy
+    module; ``normalizer`` anything with ``norm_obs`` and ``normalize_obs`` (the saved
+    :class:`agents.checkpoint.Normalization`, or the live ``VecNormalize`` during training). Attributes
+    for compatibility checks: ``env_id``, ``scenario_name``, ``scenario_hash``, ``observation_shape``,
     ``action_nvec``.
     """
 
-    def __init__(
-        self, model, normalizer: VecNormalize | None, meta: AgentMeta, scenario: Scenario, name: str | None = None
-    ):
-        self.model = model
+    def __init__(self, policy, normalizer, meta: AgentMeta, scenario: Scenario, name: str | None = None):
+        self.policy = policy
         self.normalizer = normalizer
         self.meta = meta
         self.scenario = scenario
@@ -106,9 +76,9 @@ class PPOAgent:
         if self.normalizer is not None and self.normalizer.norm_obs:
             obs = self.normalizer.normalize_obs(obs).astype(np.float32)
         if self.masked:
-            action, _ = self.model.predict(obs, deterministic=True, action_masks=view.action_mask())
+            action, _ = self.policy.predict(obs, deterministic=True, action_masks=view.action_mask())
         else:
-            action, _ = self.model.predict(obs, deterministic=True)
+            action, _ = self.policy.predict(obs, deterministic=True)
         return np.asarray(action, dtype=np.int64)
 
     def check_env(self, env: gym.Env) -> None:
@@ -131,12 +101,9 @@ class PPOAgent:
             )
 
 
-def save_agent(directory: str | Path, model, normalizer: VecNormalize | None, config: PPOConfig) -> Path:
-    """Write an agent directory (see the module docstring); every file is written to a temp name then renamed."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def agent_meta(model, config: PPOConfig) -> AgentMeta:
     scenario = load_scenario(config.scenario)
-    meta = AgentMeta(
+    return AgentMeta(
         algo=config.algo,
         env_id=config.env_id,
         scenario_name=scenario.name,
@@ -146,44 +113,56 @@ def save_agent(directory: str | Path, model, normalizer: VecNormalize | None, co
         action_nvec=tuple(int(n) for n in model.action_space.nvec),
         num_timesteps=int(model.num_timesteps),
     )
-    with atomic_target(directory / MODEL_FILE) as tmp:
-        model.save(str(tmp))
-    if normalizer is not None:
-        with atomic_target(directory / STATS_FILE) as tmp:
-            normalizer.save(str(tmp))
-    write_atomic(directory / META_FILE, meta.to_json())
-    config.to_file(directory / CONFIG_FILE)
-    scenario.to_file(directory / SCENARIO_FILE)
-    return directory
 
 
-def load_agent(path: str | Path, env: gym.Env | None = None, name: str | None = None) -> PPOAgent:
-    """Load an agent directory (or its ``model.zip``) as a policy; with ``env``, check that it fits.
+def save_agent(directory: str | Path, model, normalizer, config: PPOConfig) -> Path:
+    """Write the agent of an SB3 ``model`` (and its ``VecNormalize`` statistics, if any) as an agent directory."""
+    return write_agent(
+        directory,
+        agent_meta(model, config),
+        config,
+        load_scenario(config.scenario),
+        model.policy.state_dict(),
+        model.policy.optimizer.state_dict(),
+        Normalization.of(normalizer) if normalizer is not None else None,
+    )
 
-    Raises ``FileNotFoundError`` naming the missing file, :class:`AgentMismatchError` when ``env``
-    (or the saved scenario) differs from what the agent was trained on.
+
+def policy_of(files: AgentFiles, observation_space: gym.Space, action_space: gym.Space):
+    """The agent's policy module rebuilt from its config and filled with its saved weights."""
+    policy = build_policy(files.config, observation_space, action_space)
+    try:
+        policy.load_state_dict(files.policy_state)
+    except RuntimeError as err:  # missing, unexpected or mis-shaped tensors
+        raise CheckpointError(
+            f"{files.directory / POLICY_FILE} does not fit the network of config.yaml: {err}"
+        ) from None
+    policy.set_training_mode(False)
+    return policy
+
+
+def load_agent(path: str | Path, env: gym.Env | None = None, name: str | None = None, trust: bool = False) -> PPOAgent:
+    """Load an agent directory as a policy; with ``env``, check that it fits.
+
+    Raises :class:`agents.checkpoint.CheckpointError` naming a missing, damaged or edited file (a directory in
+    the old pickle-based format needs ``trust=True``) and :class:`AgentMismatchError` when ``env`` differs from
+    what the agent was trained on.
     """
-    path = Path(path)
-    directory = path.parent if path.suffix == ".zip" else path
-    for needed in (MODEL_FILE, META_FILE, SCENARIO_FILE):
-        if not (directory / needed).is_file():
-            raise FileNotFoundError(
-                f"no agent at {str(path)!r}: missing {needed}; an agent directory (written by train.py) holds "
-                f"{MODEL_FILE}, {STATS_FILE}, {META_FILE}, {CONFIG_FILE} and {SCENARIO_FILE}"
-            )
-    meta = AgentMeta.from_json((directory / META_FILE).read_text())
-    scenario = Scenario.from_file(directory / SCENARIO_FILE)
-    if scenario.content_hash() != meta.scenario_hash:
+    files = read_agent(path, trust=trust)
+    meta = files.meta
+    probe = gym.make(meta.env_id, scenario=files.scenario, forecast_days=meta.forecast_days)
+    if (
+        tuple(probe.observation_space.shape) != meta.observation_shape
+        or tuple(probe.action_space.nvec) != meta.action_nvec
+    ):
         raise AgentMismatchError(
-            f"{directory / SCENARIO_FILE} has hash {scenario.content_hash()} but {META_FILE} says {meta.scenario_hash}"
+            f"{files.directory}: agent.json's spaces {meta.observation_shape}, {len(meta.action_nvec)} action slots do "
+            f"not match its own scenario.yaml under {meta.env_id} ({probe.observation_space.shape}, "
+            f"{len(probe.action_space.nvec)} slots)"
         )
-    normalizer = None
-    if (directory / STATS_FILE).is_file():
-        with open(directory / STATS_FILE, "rb") as fh:
-            normalizer = pickle.load(fh)  # a VecNormalize without its venv: normalize_obs only needs the stats
-        normalizer.training = False
-    model = ALGO_CLASSES[meta.algo].load(str(directory / MODEL_FILE), device="cpu")
-    agent = PPOAgent(model, normalizer, meta, scenario, name=name)
+    policy = policy_of(files, probe.observation_space, probe.action_space)
+    probe.close()
+    agent = PPOAgent(policy, files.normalization, meta, files.scenario, name=name)
     if env is not None:
         agent.check_env(env)
     return agent

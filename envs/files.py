@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-_UMASK = os.umask(0o22)  # read the process umask (the only way is to set it) ...
-os.umask(_UMASK)  # ... and put it back at once
+UMASK = os.umask(0o22)  # the process umask (reading it means setting it) ...
+os.umask(UMASK)  # ... and putting it back at once
 
 
 def write_atomic(path: str | Path, data: bytes | str, *, if_changed: bool = False) -> bool:
@@ -50,7 +50,7 @@ def atomic_target(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     os.close(fd)
     tmp = Path(name)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600; give the file the usual permissions
         yield tmp
         os.replace(tmp, path)
     except BaseException:

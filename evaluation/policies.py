@@ -36,6 +36,7 @@ class PolicySpec:
     checkpoint_sha256: str | None = None  # of every file of the checkpoint directory, for kind "agent"
     forecast_days: int | None = None  # env argument the agent was trained with, for kind "agent"
     options: tuple[tuple[str, object], ...] = ()  # resolved keyword arguments of a built-in policy (rolling-milp)
+    trusted: bool = False  # the user vouches for a pickle-based (old format) checkpoint: --trust-checkpoint
 
     def identity(self) -> dict:
         """What must match for rows of an earlier run to be reused (a moved checkpoint is the same agent)."""
@@ -116,8 +117,8 @@ def check_agent(spec: PolicySpec, scenario: Scenario, env_id: str) -> tuple[Poli
             f"{where}: checkpoint {str(path)!r} does not exist; give an agent directory written by train.py"
         )
     try:
-        agent = load_agent(path, name=spec.label)
-    except Exception as err:  # a missing file, a corrupt zip or pickle: all mean "not a usable agent"
+        agent = load_agent(path, name=spec.label, trust=spec.trusted)
+    except Exception as err:  # a missing, damaged or untrusted file: all mean "not a usable agent"
         raise EvaluateError(f"{where}: cannot load the agent ({type(err).__name__}: {err})") from None
     if agent.env_id != env_id:
         raise EvaluateError(
@@ -143,7 +144,8 @@ def check_agent(spec: PolicySpec, scenario: Scenario, env_id: str) -> tuple[Poli
             f"evaluated on {scenario.name!r} ({scenario.content_hash()}): same shape, other data"
         )
     directory = path.parent if path.suffix == ".zip" else path
-    return PolicySpec(spec.label, "agent", str(path), _hash_files(directory), forecast_days), warnings
+    checked = PolicySpec(spec.label, "agent", str(path), _hash_files(directory), forecast_days, trusted=spec.trusted)
+    return checked, warnings
 
 
 def _hash_files(directory: Path) -> str:
@@ -159,5 +161,5 @@ def build_policy(spec: PolicySpec, scenario: Scenario, env_id: str):
     if spec.kind == "agent":
         from agents import load_agent  # deferred: torch is imported only when an agent is evaluated
 
-        return load_agent(spec.checkpoint, name=spec.label)
+        return load_agent(spec.checkpoint, name=spec.label, trust=spec.trusted)
     return make_policy(spec.label, scenario, env_id, **dict(spec.options))

@@ -137,13 +137,15 @@ def resolve_run(
     time_limit: float | None = None,
     cache_dir: str | Path = DEFAULT_CACHE_DIR,
     rolling: dict | None = None,
+    trust_checkpoint: bool = False,
 ) -> EvalRun:
     """Validate every input before any work: raises :class:`EvaluateError` naming the option at fault.
 
     Agents are loaded here once, to check that each fits the env id, observation and action
     space; an agent trained on another scenario of the same shape is allowed, with a warning.
     ``rolling`` sets the rolling-horizon MILP's ``window``, ``time_limit`` and ``mip_gap`` (``None`` values
-    keep its defaults); the resolved values are part of the run's identity.
+    keep its defaults); the resolved values are part of the run's identity. ``trust_checkpoint`` allows agents
+    in the old pickle-based format (which can run code when read; see :mod:`agents.checkpoint`).
     """
     if env_id not in ENV_IDS:
         raise EvaluateError(f"--env: {env_id!r} is not an env id; allowed: {list(ENV_IDS)}")
@@ -160,7 +162,7 @@ def resolve_run(
     options = rolling_options(rolling or {}, any(spec.label == RollingHorizonPolicy.name for spec in specs))
     for spec in specs:
         if spec.kind == "agent":
-            spec, warning = check_agent(spec, resolved, env_id)
+            spec, warning = check_agent(replace(spec, trusted=trust_checkpoint), resolved, env_id)
             warnings.extend(warning)
         if spec.label == RollingHorizonPolicy.name:
             spec = replace(spec, options=options)

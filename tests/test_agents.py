@@ -19,6 +19,7 @@ from agents import (
     PPOConfig,
     load_agent,
 )
+from agents.checkpoint import CheckpointError
 from agents.factory import TrainingSeeds, build_model, make_env, make_normalized_vec_env
 from agents.policy import AgentMeta, save_agent
 from evaluation.episode import Policy, run_episode
@@ -207,14 +208,15 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
     loaded = load_agent(tmp_path / "agent")
     assert isinstance(loaded, Policy)
     scenario = envs.load_scenario("tiny")
-    fresh = PPOAgent(model, venv, loaded.meta, scenario)
+    fresh = PPOAgent(model.policy, venv, loaded.meta, scenario)
     env = gym.make(config.env_id, scenario="tiny")
     assert loaded.env_id == "CrossBorderDispatch-v0" and loaded.scenario_name == "tiny"
     assert loaded.scenario_hash == scenario.content_hash()
     assert loaded.observation_shape == env.observation_space.shape
     assert loaded.action_nvec == tuple(env.action_space.nvec)
     loaded.check_env(env)
-    np.testing.assert_array_equal(loaded.normalizer.obs_rms.mean, venv.obs_rms.mean)
+    np.testing.assert_array_equal(loaded.normalizer.obs_mean, venv.obs_rms.mean)
+    np.testing.assert_array_equal(loaded.normalizer.obs_var, venv.obs_rms.var)
     for seed in range(EVAL_SEED_START, EVAL_SEED_START + 20):
         a, b = run_episode(env, loaded, seed), run_episode(env, fresh, seed)
         assert len(a.actions) == len(b.actions) == 3
@@ -226,7 +228,7 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
 
 
 def test_load_agent_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing model.zip"):
+    with pytest.raises(CheckpointError, match="not a directory"):
         load_agent(tmp_path / "nothing")
     config = tiny_config()
     model, venv = train_in_process(config, 48)
@@ -238,8 +240,8 @@ def test_load_agent_errors_name_the_problem(tmp_path):
     ):
         load_agent(tmp_path / "agent", env=gym.make("CrossBorderRouting-v0", scenario="tiny"))
     (tmp_path / "agent" / "agent.json").unlink()
-    with pytest.raises(FileNotFoundError, match="missing agent.json"):
-        load_agent(tmp_path / "agent" / "model.zip")
+    with pytest.raises(CheckpointError, match="missing agent.json"):
+        load_agent(tmp_path / "agent" / "policy.safetensors")
 
 
 def test_ratio_to_optimum_reads_the_same_for_profits_and_costs():
