@@ -20,22 +20,72 @@ import typing
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
 
 from envs.files import write_atomic
+from envs.forecast import expected_demand
 from envs.network import Network
 from envs.realization import Realization, sample_realization
 
 PRESET_DIR = Path(__file__).parent / "scenarios"
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C parser: reads `large` ~10x faster
+
+
+class _YAMLLoader(_YAML_BASE_LOADER):
+    """The safe loader, refusing a key given twice in one mapping (YAML would silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (each key may appear once)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAMLLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _YAMLLoader.construct_mapping)
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"duplicate keys {repeated} (each key may appear once)")
+    return dict(pairs)
+
+
 _YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # same text as SafeDumper, ~3x faster
 
-NonNegInt = Annotated[int, Field(ge=0)]
-PosInt = Annotated[int, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
-DayRange = Annotated[tuple[PosInt, PosInt], Field(description="[min, max] whole days, inclusive")]
+
+def _real(value):
+    """A number as such: YAML/JSON ints and floats, not booleans (``true`` is no 1) nor strings."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number, not {type(value).__name__}")
+    return value
+
+
+# Every number a scenario holds is finite and bounded (a bound named in its message), so no value can
+# turn into NaN rewards, overflow an integer or ask for gigabytes: the bounds are far beyond any real network.
+MAX_MONEY = 1e7  # USD per unit, order or shipment
+MAX_UNITS = 10**9  # stock units
+MAX_DAYS = 3650  # horizon, days
+MAX_LEAD = 365  # transit, lead and SLA days
+MAX_LOT_DAYS = 2 * 10**7  # horizon_days * regions * SKUs * lots_per_batch: the lot slots of an episode
+MAX_DAILY_DEMAND = 10**6  # expected units per day of one (region, SKU), after weekly, trend and promotions
+Money = Annotated[float, BeforeValidator(_real), Field(ge=0, le=MAX_MONEY, allow_inf_nan=False)]
+Units = Annotated[int, Strict(), Field(ge=0, le=MAX_UNITS)]
+Day = Annotated[int, Strict(), Field(ge=0, le=MAX_DAYS)]  # a day index
+LeadDays = Annotated[int, Strict(), Field(ge=1, le=MAX_LEAD)]
+DelayDays = Annotated[int, Strict(), Field(ge=0, le=MAX_LEAD)]
+Probability = Annotated[float, BeforeValidator(_real), Field(ge=0, le=1, allow_inf_nan=False)]
+Factor = Annotated[float, BeforeValidator(_real), Field(ge=0, le=1000, allow_inf_nan=False)]  # a multiplier
+DayRange = Annotated[tuple[LeadDays, LeadDays], Field(description="[min, max] whole days, inclusive")]
+PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"  # a scenario name is used in file and folder names
 
 
 class ScenarioError(ValueError):
@@ -50,22 +100,22 @@ class _Model(BaseModel):
 class Sku(_Model):
     """A stock-keeping unit. Each customer order is one unit of one SKU."""
 
-    name: str = Field(min_length=1)
-    unit_profit: NonNegFloat = Field(description="USD earned per unit sold, before logistics (Eq.2)")
-    lost_sale_penalty: NonNegFloat = Field(description="USD charged per unit of demand not served")
+    name: str = Field(min_length=1, max_length=128)
+    unit_profit: Money = Field(description="USD earned per unit sold, before logistics (Eq.2)")
+    lost_sale_penalty: Money = Field(description="USD charged per unit of demand not served")
 
 
 class Warehouse(_Model):
     """A hub (receives supplier shipments) or an overseas warehouse."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=128)
     kind: Literal["hub", "overseas"]
-    capacity: NonNegInt = Field(
+    capacity: Units = Field(
         description="max inventory position (on hand + inbound transfers), all SKUs, units; enforced on "
         "transfers into the warehouse (supplier arrivals at a hub are not capped)"
     )
-    initial_stock: dict[str, NonNegInt] = Field(default_factory=dict, description="units on hand at day 0, per SKU")
-    target_stock: dict[str, NonNegInt] = Field(
+    initial_stock: dict[str, Units] = Field(default_factory=dict, description="units on hand at day 0, per SKU")
+    target_stock: dict[str, Units] = Field(
         default_factory=dict,
         description="I* of Eq.5 per SKU, units; a SKU absent or at 0 is not scored for this warehouse",
     )
@@ -74,9 +124,9 @@ class Warehouse(_Model):
 class Promotion(_Model):
     """A multiplicative demand spike on days ``start_day..end_day`` (inclusive)."""
 
-    start_day: NonNegInt
-    end_day: NonNegInt
-    multiplier: NonNegFloat
+    start_day: Day
+    end_day: Day
+    multiplier: Factor
 
     @model_validator(mode="after")
     def _ordered(self) -> Promotion:
@@ -93,9 +143,13 @@ class DemandModel(_Model):
     rounded half up when the scenario is ``deterministic``.
     """
 
-    base_rate: NonNegFloat = Field(description="expected units per day")
-    weekly: tuple[NonNegFloat, ...] = Field(default=(1.0,) * 7, description="7 multipliers, day 0 = index 0")
-    trend: float = Field(default=0.0, description="relative growth per day (0.01 = +1%/day)")
+    base_rate: Annotated[float, BeforeValidator(_real), Field(ge=0, le=MAX_DAILY_DEMAND, allow_inf_nan=False)] = Field(
+        description="expected units per day"
+    )
+    weekly: tuple[Factor, ...] = Field(default=(1.0,) * 7, description="7 multipliers, day 0 = index 0")
+    trend: Annotated[float, BeforeValidator(_real), Field(ge=-1, le=1, allow_inf_nan=False)] = Field(
+        default=0.0, description="relative growth per day (0.01 = +1%/day), in [-1, 1]"
+    )
     promotions: tuple[Promotion, ...] = ()
 
     @model_validator(mode="after")
@@ -108,8 +162,8 @@ class DemandModel(_Model):
 class Region(_Model):
     """A customer region with its delivery SLA and per-SKU demand models."""
 
-    name: str = Field(min_length=1)
-    sla_days: PosInt = Field(description="t0 of Eq.4: promised delivery days (> 0)")
+    name: str = Field(min_length=1, max_length=128)
+    sla_days: LeadDays = Field(description="t0 of Eq.4: promised delivery days (> 0)")
     demand: dict[str, DemandModel] = Field(description="SKU name -> demand model; SKUs absent have no demand")
     home_warehouse: str = Field(description="warehouse of the fixed routing rule (CrossBorderTransfer-v0)")
     home_mode: str = Field(description="mode of the fixed routing rule (CrossBorderTransfer-v0)")
@@ -125,13 +179,13 @@ class DeliveryLane(_Model):
     warehouse: str
     region: str
     mode: str = Field(min_length=1)
-    distance_km: NonNegFloat
-    cost_per_km: NonNegFloat = Field(description="USD per unit per km (c of Eq.1)")
-    cost_per_transit_day: NonNegFloat = Field(description="USD per unit per day in transit (v of Eq.1)")
-    fee_per_order: NonNegFloat = Field(default=0.0, description="customs clearance + last mile, USD per order")
+    distance_km: Annotated[float, BeforeValidator(_real), Field(ge=0, le=1e5, allow_inf_nan=False)]
+    cost_per_km: Money = Field(description="USD per unit per km (c of Eq.1)")
+    cost_per_transit_day: Money = Field(description="USD per unit per day in transit (v of Eq.1)")
+    fee_per_order: Money = Field(default=0.0, description="customs clearance + last mile, USD per order")
     transit_days: DayRange
     abnormal_delay_prob: Probability = 0.0
-    abnormal_delay_days: tuple[NonNegInt, NonNegInt] = (0, 0)
+    abnormal_delay_days: tuple[DelayDays, DelayDays] = (0, 0)
     closure_prob: Probability = 0.0
 
     @model_validator(mode="after")
@@ -151,10 +205,12 @@ class TransferLane(_Model):
     origin: str
     destination: str
     mode: str = Field(min_length=1)
-    quantity_levels: tuple[NonNegInt, ...] = Field(description="allowed units per SKU per day, must contain 0")
-    cost_per_unit: NonNegFloat
-    fixed_cost: NonNegFloat = Field(default=0.0, description="USD per executed shipment (per SKU)")
-    profit_per_unit: NonNegFloat = Field(default=0.0, description="r of Eq.2: profit increment per unit moved")
+    quantity_levels: tuple[Units, ...] = Field(
+        max_length=64, description="allowed units per SKU per day, must contain 0 (at most 64 levels)"
+    )
+    cost_per_unit: Money
+    fixed_cost: Money = Field(default=0.0, description="USD per executed shipment (per SKU)")
+    profit_per_unit: Money = Field(default=0.0, description="r of Eq.2: profit increment per unit moved")
     lead_time_days: DayRange
     closure_prob: Probability = 0.0
 
@@ -182,22 +238,26 @@ class SupplierShipment(_Model):
 
     warehouse: str
     sku: str
-    quantity: NonNegInt
-    first_day: NonNegInt = 0
-    period_days: PosInt = 7
-    quantity_cv: NonNegFloat = 0.0
+    quantity: Units
+    first_day: Day = 0
+    period_days: Annotated[int, Strict(), Field(ge=1, le=MAX_DAYS)] = 7
+    quantity_cv: Annotated[float, BeforeValidator(_real), Field(ge=0, le=10, allow_inf_nan=False)] = 0.0
 
 
 class Scenario(_Model):
     """A whole network: see the module docstring. Build with :func:`load_scenario`."""
 
-    name: str = Field(min_length=1)
-    description: str = ""
-    horizon_days: PosInt
-    lots_per_batch: PosInt = Field(description="each day's demand of a (region, SKU) is split into this many lots")
-    deterministic: bool = Field(default=False, description="realization = expectation (no noise, closures, delays)")
-    delay_penalty_alpha: NonNegFloat = Field(description="alpha of Eq.4, USD per unit per day^2 late")
-    imbalance_lambda: NonNegFloat = Field(description="lambda of Eq.5, USD per warehouse-day at unit relative gap")
+    name: str = Field(pattern=PLAIN_NAME, description="letters, digits and _ . + - (used in file names)")
+    description: str = Field(default="", max_length=10_000)
+    horizon_days: Annotated[int, Strict(), Field(ge=1, le=MAX_DAYS)]
+    lots_per_batch: Annotated[int, Strict(), Field(ge=1, le=100)] = Field(
+        description="each day's demand of a (region, SKU) is split into this many lots"
+    )
+    deterministic: Annotated[bool, Strict()] = Field(
+        default=False, description="realization = expectation (no noise, closures, delays)"
+    )
+    delay_penalty_alpha: Money = Field(description="alpha of Eq.4, USD per unit per day^2 late")
+    imbalance_lambda: Money = Field(description="lambda of Eq.5, USD per warehouse-day at unit relative gap")
     skus: tuple[Sku, ...] = Field(min_length=1)
     warehouses: tuple[Warehouse, ...] = Field(min_length=1)
     regions: tuple[Region, ...] = Field(min_length=1)
@@ -208,6 +268,7 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _references(self) -> Scenario:
         _check_references(self)
+        _check_sizes(self)
         return self
 
     # ------------------------------------------------------------------ I/O
@@ -223,14 +284,16 @@ class Scenario(_Model):
         path = Path(path)
         if not path.is_file():
             raise ScenarioError(f"scenario file {str(path)!r} does not exist")
-        text = path.read_text()
+        kind = path.suffix.lstrip(".").upper()
         try:
-            # the C loader, when PyYAML has it, reads the large preset ~10x faster than the pure-Python one
-            data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YAML_LOADER)
-        except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise ScenarioError(
-                f"scenario file {str(path)!r} is not valid {path.suffix.lstrip('.').upper()}: {err}"
-            ) from None
+            text = path.read_text(encoding="utf-8")
+            data = json.loads(text, object_pairs_hook=_json_object) if kind == "JSON" else yaml.load(text, _YAMLLoader)
+        except UnicodeDecodeError as err:
+            raise ScenarioError(f"scenario file {str(path)!r} is not UTF-8 text ({err})") from None
+        except RecursionError:
+            raise ScenarioError(f"scenario file {str(path)!r} is nested too deeply to be a scenario") from None
+        except (ValueError, yaml.YAMLError) as err:  # JSONDecodeError is a ValueError, as are duplicate keys
+            raise ScenarioError(f"scenario file {str(path)!r} is not valid {kind}: {err}") from None
         if not isinstance(data, dict):
             raise ScenarioError(f"scenario file {str(path)!r} must hold a mapping at top level")
         return cls.from_dict(data)
@@ -269,6 +332,29 @@ class Scenario(_Model):
 def _check_range(field: str, pair: tuple[int, int]) -> None:
     if pair[1] < pair[0]:
         raise ValueError(f"{field}={list(pair)} must be [min, max] with min <= max")
+
+
+def _check_sizes(s: Scenario) -> None:
+    """The arrays an episode allocates stay far below memory limits, and demand stays a count of orders."""
+    T, R, K, J = s.horizon_days, len(s.regions), len(s.skus), s.lots_per_batch
+    W, D = len(s.warehouses), len(s.delivery_lanes)
+    lead = max((t.lead_time_days[1] for t in s.transfer_lanes), default=1)
+    for what, size in (
+        ("horizon_days * regions * skus * lots_per_batch (the lot slots of an episode)", T * R * K * J),
+        ("(horizon_days + longest lead) * warehouses * skus (the stock pipeline)", (T + lead + 1) * W * K),
+        ("horizon_days * delivery_lanes", T * D),
+    ):
+        if size > MAX_LOT_DAYS:
+            raise ValueError(
+                f"{what} = {size:,}; at most {MAX_LOT_DAYS:,}: make the horizon shorter or the network smaller"
+            )
+    mean = expected_demand(s)
+    if mean.size and mean.max() > MAX_DAILY_DEMAND:
+        t, r, k = np.unravel_index(int(mean.argmax()), mean.shape)
+        raise ValueError(
+            f"regions[{r}] ({s.regions[r].name}).demand of {s.skus[k].name} reaches {mean.max():.4g} units on day {t} "
+            f"(base_rate x weekly x trend x promotions); at most {MAX_DAILY_DEMAND:,} units/day"
+        )
 
 
 def _check_references(s: Scenario) -> None:

@@ -70,8 +70,8 @@ INVALID = [
         _set(("transfer_lanes", 0, "quantity_levels"), [5, 10]),
         ["transfer_lanes.0", "quantity_levels=[5, 10]", "strictly increasing and start with 0"],
     ),
-    ("t0 = 0", _set(("regions", 0, "sla_days"), 0), ["regions.0.sla_days", "greater than 0", "got 0"]),
-    ("t0 < 0", _set(("regions", 0, "sla_days"), -2), ["regions.0.sla_days", "greater than 0", "got -2"]),
+    ("t0 = 0", _set(("regions", 0, "sla_days"), 0), ["regions.0.sla_days", "greater than or equal to 1", "got 0"]),
+    ("t0 < 0", _set(("regions", 0, "sla_days"), -2), ["regions.0.sla_days", "greater than or equal to 1", "got -2"]),
     (
         "non-integer stock",
         _set(("warehouses", 0, "initial_stock", "gadget"), 1.5),
@@ -118,7 +118,7 @@ INVALID = [
         _set(("delivery_lanes", 0, "closure_prob"), 1.5),
         ["delivery_lanes.0.closure_prob", "less than or equal to 1", "got 1.5"],
     ),
-    ("zero horizon", _set(("horizon_days",), 0), ["horizon_days", "greater than 0", "got 0"]),
+    ("zero horizon", _set(("horizon_days",), 0), ["horizon_days", "greater than or equal to 1", "got 0"]),
     (
         "home lane is no lane",
         _set(("regions", 0, "home_mode"), "rail"),
