@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         compares = parse_compare(args.compare, run.labels)
         if args.workers < 1:
             raise EvaluateError(f"--workers: {args.workers} must be an integer >= 1")
+        if args.bootstrap_seed < 0:
+            raise EvaluateError(f"--bootstrap-seed: {args.bootstrap_seed} must be an integer >= 0")
         runner.check_out(args.out, run)
     except EvaluateError as err:
         parser.error(str(err))
@@ -123,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     for warning in (*run.warnings, *runner.init_out(args.out, run, report_config)):
         print(f"warning: {warning}", file=sys.stderr)
+    workers = runner.capped_workers(args.workers)
+    if workers < args.workers:
+        print(f"note: --workers {args.workers} capped at {workers} (the cores of this machine)", file=sys.stderr)
+    args.workers = workers
     tasks = runner.missing_tasks(args.out, run)
     total = len(run.tasks())
     print(f"{args.scenario} / {args.env}: {len(run.labels)} policies x {len(run.seeds)} seeds; "

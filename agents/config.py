@@ -20,6 +20,7 @@ Seed ranges (disjoint, so validation and evaluation never see a training episode
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import yaml
 import envs  # registers the ids; env_id is checked against envs.ENV_IDS
 from baselines import POLICY_NAMES
 from baselines.rolling import RollingHorizonPolicy
-from envs.files import write_atomic
+from envs.files import read_yaml, write_atomic
 from envs.scenario import ScenarioError, load_scenario
 
 TRAIN_SEED_LOW = 10**6  # training episode seeds lie in [TRAIN_SEED_LOW, TRAIN_SEED_HIGH)
@@ -150,6 +151,10 @@ class PPOConfig:
         need(_is_int(self.seed) and 0 <= self.seed < 2**31, f"seed={self.seed!r} must be an integer in [0, 2**31)")
         horizon = scenario.horizon_days
         need(
+            self.forecast_days <= horizon,
+            f"forecast_days={self.forecast_days} must be at most the horizon ({horizon} days of {scenario.name!r})",
+        )
+        need(
             self.n_steps >= horizon,
             f"n_steps={self.n_steps} is shorter than one episode of scenario {scenario.name!r} "
             f"(horizon_days={horizon}): every return would be bootstrapped from the value estimate; "
@@ -168,6 +173,14 @@ class PPOConfig:
             f"total_timesteps={self.total_timesteps} is less than one rollout (n_steps*n_envs={rollout}); "
             f"use --timesteps >= {rollout} or lower n_steps / n_envs",
         )
+        for f in dataclasses.fields(self):  # inf or NaN would pass every comparison below or train to NaN
+            value = getattr(self, f.name)
+            if f.type not in ("float", "float | None") or (value is None and f.type == "float | None"):
+                continue
+            need(
+                isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value),
+                f"{f.name}={value!r} must be a finite number",
+            )
         need(0 < self.gamma <= 1, f"gamma={self.gamma} must be in (0, 1]")
         need(0 <= self.gae_lambda <= 1, f"gae_lambda={self.gae_lambda} must be in [0, 1]")
         for name in (
@@ -237,7 +250,13 @@ class PPOConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+        try:
+            data = read_yaml(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError) as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of PPOConfig fields")
+        return cls.from_dict(data or {})
 
     def to_file(self, path: str | Path) -> Path:
         """Write as YAML, whole (:func:`envs.files.write_atomic`)."""

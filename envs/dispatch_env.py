@@ -175,12 +175,17 @@ class CrossBorderDispatchEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         check_decisions(decisions)
-        if not isinstance(forecast_days, int) or forecast_days < 0:
+        if isinstance(forecast_days, bool) or not isinstance(forecast_days, int) or forecast_days < 0:
             raise ValueError(f"forecast_days={forecast_days!r} must be an integer >= 0")
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r} is not supported; allowed: None (this env does not render)")
         self.render_mode = render_mode
         self.scenario = load_scenario(scenario)
+        if forecast_days > self.scenario.horizon_days:  # past the horizon the forecast is all zeros
+            raise ValueError(
+                f"forecast_days={forecast_days} must be at most the horizon, {self.scenario.horizon_days} days of "
+                f"scenario {self.scenario.name!r}"
+            )
         self.decisions = decisions
         self.forecast_days = forecast_days
         self.net = net = self.scenario.network
@@ -235,6 +240,8 @@ class CrossBorderDispatchEnv(gym.Env):
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0):
+            raise ValueError(f"seed={seed!r} must be an integer >= 0 or None")
         super().reset(seed=seed)
         options = options or {}
         real = options.get("realization")
@@ -273,6 +280,8 @@ class CrossBorderDispatchEnv(gym.Env):
 
     def view(self) -> DayView:
         """What a dispatcher knows now (today's state, orders, lane status, pipeline); no future realization."""
+        if self.state is None:
+            raise RuntimeError("call reset() before view()")
         net, st, t = self.net, self.state, self.state.day
         if t >= net.T:
             raise RuntimeError("the episode has ended; call reset()")

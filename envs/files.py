@@ -1,4 +1,4 @@
-"""Whole-file writes, the one way every part of the project writes a file (a leaf module, stdlib only).
+"""Whole-file writes and strict YAML reads, the one way every part of the project handles a file (a leaf module).
 
 A file is written to a temporary name in its own folder, flushed to disk and renamed over the
 target (``os.replace`` is atomic on POSIX and Windows), so a crash or Ctrl-C leaves the old file
@@ -14,6 +14,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import yaml
 
 UMASK = os.umask(0o22)  # the process umask (reading it means setting it) ...
 os.umask(UMASK)  # ... and putting it back at once
@@ -58,8 +60,54 @@ def atomic_target(path: str | Path, suffix: str | None = None) -> Iterator[Path]
         raise
 
 
+def folder_problem(folder: str | Path) -> str | None:
+    """Why files cannot be written in ``folder`` (created if missing), or None: checked before any work starts."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        return f"{str(folder)!r} exists and is not a folder"
+    existing = folder
+    while not existing.exists():  # the nearest ancestor that exists decides whether the folder can be made
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{str(existing)!r} is a file, so {str(folder)!r} cannot be a folder"
+    try:  # the one honest test of writability (permissions, read-only mounts, root): write and remove a file
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        return f"{str(existing)!r} is not writable ({err.strerror})"
+    return None
+
+
 def remove_stale(folder: str | Path) -> None:
     """Delete temporary files a killed :func:`write_atomic` left in ``folder``."""
     for stale in Path(folder).glob(".*.tmp*"):
         if stale.is_file():
             stale.unlink()
+
+
+_YAML_BASE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser reads the large preset ~10x faster
+
+
+class _StrictLoader(_YAML_BASE):
+    """PyYAML's safe loader (no tags that build objects), refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (each key may appear once)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping)
+
+
+def read_yaml(text: str):
+    """Parse YAML as data: the safe loader, and a duplicated key is a ``yaml.YAMLError`` (YAML would keep the
+    last value silently)."""
+    return yaml.load(text, Loader=_StrictLoader)

@@ -24,33 +24,12 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, model_validator
 
-from envs.files import write_atomic
+from envs.files import read_yaml, write_atomic
 from envs.forecast import expected_demand
 from envs.network import Network
 from envs.realization import Realization, sample_realization
 
 PRESET_DIR = Path(__file__).parent / "scenarios"
-_YAML_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # C parser: reads `large` ~10x faster
-
-
-class _YAMLLoader(_YAML_BASE_LOADER):
-    """The safe loader, refusing a key given twice in one mapping (YAML would silently keep the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (each key may appear once)", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_YAMLLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _YAMLLoader.construct_mapping)
-
-
 def _json_object(pairs: list[tuple[str, object]]) -> dict:
     keys = [k for k, _ in pairs]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
@@ -287,7 +266,7 @@ class Scenario(_Model):
         kind = path.suffix.lstrip(".").upper()
         try:
             text = path.read_text(encoding="utf-8")
-            data = json.loads(text, object_pairs_hook=_json_object) if kind == "JSON" else yaml.load(text, _YAMLLoader)
+            data = json.loads(text, object_pairs_hook=_json_object) if kind == "JSON" else read_yaml(text)
         except UnicodeDecodeError as err:
             raise ScenarioError(f"scenario file {str(path)!r} is not UTF-8 text ({err})") from None
         except RecursionError:
@@ -462,6 +441,10 @@ def load_scenario(spec: str | Path | Scenario) -> Scenario:
     """A :class:`Scenario` from a preset name (``"table1"``), a YAML/JSON path, or a Scenario (returned as is)."""
     if isinstance(spec, Scenario):
         return spec
+    if not isinstance(spec, str | Path):
+        raise ScenarioError(
+            f"scenario={spec!r} must be a preset name, a .yaml/.yml/.json path or a Scenario; presets: {preset_names()}"
+        )
     if isinstance(spec, str) and spec in preset_names():
         return _load_preset(spec)
     path = Path(spec)

@@ -27,6 +27,9 @@ import json
 import math
 import os
 import re
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -38,7 +41,7 @@ import yaml
 
 from baselines.rolling import RollingHorizonPolicy
 from envs.dynamics import KPI_NAMES
-from envs.files import remove_stale, write_atomic
+from envs.files import folder_problem, remove_stale, write_atomic
 from envs.layout import ENV_IDS
 from envs.reward import TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario
@@ -63,7 +66,9 @@ REPLAY_RTOL = 1e-6  # the exactness contract: the hindsight plan replays to its 
 CONFIG_FILE = "config.json"
 SCENARIO_FILE = "scenario.yaml"
 ROWS_DIR = "rows"
-_SEED_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
+_SEED_ITEM = re.compile(r"^([0-9]+)(?:-([0-9]+))?$", re.ASCII)  # ASCII digits only ("١٢" is not 12)
+MAX_SEED = 2**32 - 1  # every library on the way (numpy, gymnasium, the row files) takes these as they are
+MAX_SEEDS = 100_000  # seeds per run
 
 
 # ------------------------------------------------------------------ parsing
@@ -77,10 +82,14 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             raise EvaluateError(f"--seeds: {item.strip()!r} is malformed; allowed: {allowed}")
         start = int(m[1])
         end = int(m[2]) if m[2] is not None else start
+        if end > MAX_SEED:
+            raise EvaluateError(f"--seeds: {item.strip()!r} goes past the largest seed, {MAX_SEED}; allowed: {allowed}")
         if end < start:
             raise EvaluateError(
                 f"--seeds: range {item.strip()!r} is empty (end {end} < start {start}); allowed: {allowed}"
             )
+        if len(seeds) + end - start + 1 > MAX_SEEDS:
+            raise EvaluateError(f"--seeds: more than {MAX_SEEDS:,} seeds; split the study into several runs")
         seeds.extend(range(start, end + 1))
     repeated = sorted({s for s in seeds if seeds.count(s) > 1}) if len(seeds) != len(set(seeds)) else []
     if repeated:
@@ -175,9 +184,12 @@ def resolve_run(
 
 # ------------------------------------------------------------- output folder
 def check_out(out: Path, run: EvalRun) -> None:
-    """Refuse, before any work, an ``--out`` that holds something else than this run."""
-    if out.exists() and not out.is_dir():
-        raise EvaluateError(f"--out: {str(out)!r} exists and is not a folder; choose a folder path")
+    """Refuse, before any work, an ``--out`` that holds something else than this run, or cannot be written,
+    and a ``--cache-dir`` that cannot be written."""
+    for flag, folder in (("--out", out), ("--cache-dir", Path(run.cache_dir))):
+        problem = folder_problem(folder)
+        if problem is not None:
+            raise EvaluateError(f"{flag}: {problem}; choose a folder you can write in")
     if not out.is_dir():
         return
     config = out / CONFIG_FILE
@@ -260,7 +272,32 @@ def row_path(out: Path, label: str, seed: int) -> Path:
 
 
 def missing_tasks(out: Path, run: EvalRun) -> list[tuple[str, int]]:
-    return [(label, seed) for label, seed in run.tasks() if not row_path(out, label, seed).is_file()]
+    """The rows still to compute. A row file that is not a whole row (damaged on disk: rows are written whole)
+    is named in a warning, removed and computed again."""
+    missing = []
+    for label, seed in run.tasks():
+        path = row_path(out, label, seed)
+        if path.is_file() and _row_problem(path, label, seed) is None:
+            continue
+        if path.is_file():
+            print(
+                f"warning: {path} is damaged ({_row_problem(path, label, seed)}); computing it again", file=sys.stderr
+            )
+            path.unlink()
+        missing.append((label, seed))
+    return missing
+
+
+def _row_problem(path: Path, label: str, seed: int) -> str | None:
+    try:
+        row = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as err:
+        return f"not JSON: {err}"
+    if not isinstance(row, dict) or set(row) != set(ROW_COLUMNS):
+        return "not a row of this version"
+    if row["policy"] != label or row["seed"] != seed:
+        return f"holds policy {row['policy']!r} seed {row['seed']!r}"
+    return None
 
 
 def read_rows(out: Path, run: EvalRun) -> list[dict]:
@@ -268,7 +305,11 @@ def read_rows(out: Path, run: EvalRun) -> list[dict]:
     rows = []
     for label in run.labels:
         for seed in run.seeds:
-            rows.append(json.loads(row_path(out, label, seed).read_text()))
+            path = row_path(out, label, seed)
+            problem = _row_problem(path, label, seed) if path.is_file() else "missing"
+            if problem is not None:
+                raise RuntimeError(f"{path}: {problem}; rerun the same command to compute it again")
+            rows.append(json.loads(path.read_text()))
     return rows
 
 
@@ -298,7 +339,10 @@ def compute_rows(
             on_row(row)
         return
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)), mp_context=get_context("spawn"), initializer=_init_worker, initargs=(run,)
+        max_workers=min(workers, len(tasks)),
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(run, os.getpid()),
     )
     finished = False
     try:
@@ -325,9 +369,22 @@ def compute_rows(
 _CONTEXT: _WorkerContext | None = None  # one per worker process
 
 
-def _init_worker(run: EvalRun) -> None:
+def _init_worker(run: EvalRun, parent: int) -> None:
     global _CONTEXT
+    _exit_with_parent(parent)
     _CONTEXT = _WorkerContext(run, in_pool=True)
+
+
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """End this worker soon after its parent dies, whatever killed it (a SIGKILL gives the parent no chance to
+    stop its pool): a daemon thread watches the parent's pid and exits the process when it is gone."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _worker_row(label: str, seed: int) -> dict:
@@ -377,8 +434,9 @@ class _WorkerContext:
         result = run_episode(self.env(None), PlanReplay(solved.plan, name=HINDSIGHT), seed)
         if abs(result.episode_return - solved.objective) > REPLAY_RTOL * max(1.0, abs(solved.objective)):
             raise RuntimeError(
-                f"the hindsight plan of seed {seed} replays to {result.episode_return!r} but its MILP objective is "
-                f"{solved.objective!r}: the exactness contract is broken (a bug in the env or the MILP)"
+                f"the hindsight plan of seed {seed} ({solved.extra.get('cache_file', 'solved now')}) replays to "
+                f"{result.episode_return!r} but its MILP objective is {solved.objective!r}: the exactness contract is "
+                "broken (a bug in the env or the MILP; the entry's checksum held, so it is not an edit)"
             )
         row = _episode_row(HINDSIGHT, seed, result)
         row.update(
@@ -423,3 +481,9 @@ def _finite_or_none(x) -> float | None:
 
 def default_workers() -> int:
     return os.cpu_count() or 1
+
+
+def capped_workers(workers: int) -> int:
+    """At most one worker process per core: more only contend for the same cores (and each loads its own copy
+    of the scenario, HiGHS and torch)."""
+    return max(1, min(int(workers), default_workers()))

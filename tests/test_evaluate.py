@@ -360,7 +360,7 @@ def test_make_demo_runs_evaluate_and_prints_the_table(tmp_path):
     [line] = [line for line in dry.splitlines() if "evaluate.py" in line]
     argv = shlex.split(line)
     assert argv[0].endswith("python") and "--workers" in argv
-    shipped = (ROOT / "agents/checkpoints/table1__CrossBorderDispatch-v0/model.zip").is_file()
+    shipped = (ROOT / "agents/checkpoints/table1__CrossBorderDispatch-v0/policy.safetensors").is_file()
     if shipped:
         assert "ppo=agents/checkpoints/table1__CrossBorderDispatch-v0" in line
     argv[0] = sys.executable

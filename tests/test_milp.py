@@ -140,7 +140,7 @@ def test_cache_reuses_the_solve_and_keys_on_the_options(tmp_path, monkeypatch):
     first = cached_hindsight("tiny", 1, cache_dir=tmp_path)
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1 and not list(tmp_path.glob("*.tmp"))
-    assert json.loads(files[0].read_text())["objective"] == pytest.approx(first.objective)
+    assert json.loads(files[0].read_text())["result"]["objective"] == pytest.approx(first.objective)
 
     def no_solve(*args, **kwargs):
         raise AssertionError("a cached result was solved again")
