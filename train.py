@@ -58,7 +58,7 @@ from agents.config import ConfigError, PPOConfig
 from agents.factory import build_model, make_normalized_vec_env
 from agents.policy import save_agent
 from agents.pretrain import pretrain
-from envs.files import write_atomic
+from envs.files import read_yaml, write_atomic
 from envs.scenario import load_scenario
 from evaluation.provenance import package_versions
 
@@ -124,6 +124,14 @@ def resolve(argv: list[str]) -> tuple[Args, PPOConfig, Path]:
             raise ConfigError(
                 f"--resume continues the run with its own {CONFIG_FILE}; only {list(RESUMABLE_FIELDS)} may be "
                 f"given, not {fixed or ['--config']}; start a new run (another --out) to change them"
+            )
+        written = read_yaml((out / CONFIG_FILE).read_text(encoding="utf-8", errors="replace")) or {}
+        missing = sorted(
+            {f.name for f in dataclasses.fields(PPOConfig)} - set(written if isinstance(written, dict) else {})
+        )
+        if missing:
+            raise ConfigError(
+                f"--resume: {out / CONFIG_FILE} is incomplete (no {missing}): the run is damaged; start a new run"
             )
         data = PPOConfig.from_file(out / CONFIG_FILE).to_dict()
     else:

@@ -146,7 +146,7 @@ class CrossBorderDispatchEnv(gym.Env):
     |---|---|---|---|
     | ``scenario`` | preset name, YAML/JSON path or ``Scenario`` | ``"table1"`` | the network |
     | ``decisions`` | ``"both"``, ``"routing"``, ``"transfers"`` | set by the id | which choices the action holds |
-    | ``forecast_days`` | int >= 0 | 3 | days of demand forecast in the observation |
+    | ``forecast_days`` | int in 0..365 | 3 | days of demand forecast in the observation |
     | ``render_mode`` | ``None`` | ``None`` | no rendering (accepted for the Gymnasium API) |
 
     ```python
@@ -175,17 +175,12 @@ class CrossBorderDispatchEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         check_decisions(decisions)
-        if isinstance(forecast_days, bool) or not isinstance(forecast_days, int) or forecast_days < 0:
-            raise ValueError(f"forecast_days={forecast_days!r} must be an integer >= 0")
+        if isinstance(forecast_days, bool) or not isinstance(forecast_days, int) or not 0 <= forecast_days <= 365:
+            raise ValueError(f"forecast_days={forecast_days!r} must be an integer in 0..365 (days)")
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r} is not supported; allowed: None (this env does not render)")
         self.render_mode = render_mode
         self.scenario = load_scenario(scenario)
-        if forecast_days > self.scenario.horizon_days:  # past the horizon the forecast is all zeros
-            raise ValueError(
-                f"forecast_days={forecast_days} must be at most the horizon, {self.scenario.horizon_days} days of "
-                f"scenario {self.scenario.name!r}"
-            )
         self.decisions = decisions
         self.forecast_days = forecast_days
         self.net = net = self.scenario.network

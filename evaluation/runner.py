@@ -23,10 +23,13 @@ missing rows, and a finished run rerun writes nothing.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -376,8 +379,14 @@ def _init_worker(run: EvalRun, parent: int) -> None:
 
 
 def _exit_with_parent(parent: int, every: float = 0.5) -> None:
-    """End this worker soon after its parent dies, whatever killed it (a SIGKILL gives the parent no chance to
-    stop its pool): a daemon thread watches the parent's pid and exits the process when it is gone."""
+    """End this worker when its parent dies, whatever killed it (a SIGKILL gives the parent no chance to stop
+    its pool): on Linux the kernel sends SIGKILL then (``prctl(PR_SET_PDEATHSIG)``, even in the middle of a
+    HiGHS solve); elsewhere a daemon thread watches the parent's pid."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:

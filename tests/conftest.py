@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -25,3 +27,29 @@ def masked_action():
         return np.where(allowed, rng.random(allowed.shape), -1.0).argmax(axis=1).astype(np.int64)
 
     return sample
+
+
+def train_tiny_agent(directory: Path, env_id: str = "CrossBorderDispatch-v0") -> Path:
+    """A real (barely trained) masked-PPO agent on `tiny`, saved as train.py saves one."""
+    import torch
+
+    from agents import PPOConfig
+    from agents.factory import build_model, make_normalized_vec_env
+    from agents.policy import save_agent
+
+    torch.set_num_threads(1)
+    config = PPOConfig(
+        env_id=env_id, scenario="tiny", n_envs=2, n_steps=24, batch_size=16, total_timesteps=48, eval_freq=0,
+        hindsight=False,
+    ).validate()  # fmt: skip
+    venv = make_normalized_vec_env(config)
+    model = build_model(config, venv)
+    model.learn(total_timesteps=48)
+    return save_agent(directory, model, venv, config)
+
+
+
+@pytest.fixture(scope="session")
+def tiny_agent(tmp_path_factory) -> Path:
+    """A real (barely trained) masked-PPO agent on ``tiny``, in the directory format train.py writes."""
+    return train_tiny_agent(tmp_path_factory.mktemp("agent") / "tiny-ppo")

@@ -65,7 +65,7 @@ def test_bad_arguments_are_clear_errors():
         ValueError, match=r"decisions='all' is not allowed; allowed: \['both', 'routing', 'transfers'\]"
     ):
         CrossBorderDispatchEnv("tiny", decisions="all")
-    with pytest.raises(ValueError, match="forecast_days=-1 must be an integer >= 0"):
+    with pytest.raises(ValueError, match=r"forecast_days=-1 must be an integer in 0..365"):
         CrossBorderDispatchEnv("tiny", forecast_days=-1)
     assert gym.make("CrossBorderDispatch-v0", scenario="tiny", render_mode=None).unwrapped.render_mode is None
     with pytest.raises(ValueError, match=r"render_mode='human' is not supported; allowed: None"):

@@ -18,12 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import evaluate
-from agents import PPOConfig
-from agents.factory import build_model, make_normalized_vec_env
-from agents.policy import save_agent
 from envs.dynamics import KPI_NAMES
 from envs.reward import TERM_NAMES
 from evaluation import report
@@ -62,19 +58,6 @@ def run_main(args: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def train_tiny_agent(directory: Path, env_id: str = "CrossBorderDispatch-v0") -> Path:
-    """A real (barely trained) masked-PPO agent on `tiny`, saved as train.py saves one."""
-    torch.set_num_threads(1)
-    config = PPOConfig(
-        env_id=env_id, scenario="tiny", n_envs=2, n_steps=24, batch_size=16, total_timesteps=48, eval_freq=0,
-        hindsight=False,
-    ).validate()  # fmt: skip
-    venv = make_normalized_vec_env(config)
-    model = build_model(config, venv)
-    model.learn(total_timesteps=48)
-    return save_agent(directory, model, venv, config)
-
-
 def snapshot(folder: Path, pattern: str = "*") -> dict[str, tuple[bytes, int]]:
     files = (p for p in folder.rglob(pattern) if p.is_file())
     return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
@@ -85,8 +68,8 @@ def without_timing(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def agent(tmp_path_factory) -> Path:
-    return train_tiny_agent(tmp_path_factory.mktemp("agent") / "tiny-ppo")
+def agent(tiny_agent) -> Path:
+    return tiny_agent
 
 
 @pytest.fixture(scope="module")
@@ -306,6 +289,8 @@ def test_seed_ranges_parse_and_print_back():
 
 @pytest.fixture(scope="module")
 def routing_agent(tmp_path_factory) -> Path:
+    from conftest import train_tiny_agent
+
     return train_tiny_agent(tmp_path_factory.mktemp("agent") / "routing-ppo", env_id="CrossBorderRouting-v0")
 
 
