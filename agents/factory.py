@@ -25,6 +25,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 import envs  # noqa: F401 - registers the env ids
 from agents.config import TRAIN_SEED_HIGH, TRAIN_SEED_LOW, PPOConfig
+from agents.distribution import TensorMaskablePolicy
 from envs.reward import TERM_NAMES
 
 ALGO_CLASSES = {"maskable-ppo": MaskablePPO, "ppo": PPO}
@@ -129,10 +130,18 @@ def policy_kwargs(config: PPOConfig) -> dict:
     }
 
 
+def policy_class(config: PPOConfig) -> type:
+    """The actor-critic class of ``config``: masked PPO with the tensor distribution (``agents/distribution.py``)
+    or sb3-contrib's, plain PPO with SB3's "MlpPolicy"."""
+    if config.algo == "maskable-ppo" and config.distribution == "tensor":
+        return TensorMaskablePolicy
+    return ALGO_CLASSES[config.algo].policy_aliases["MlpPolicy"]
+
+
 def build_policy(config: PPOConfig, observation_space: gym.Space, action_space: gym.Space):
-    """The policy module ``build_model`` would create for these spaces (the class SB3 maps "MlpPolicy" to), built
-    by our code so that loading an agent never deserializes an object from its files."""
-    cls = ALGO_CLASSES[config.algo].policy_aliases["MlpPolicy"]
+    """The policy module ``build_model`` would create for these spaces, built by our code so that loading an
+    agent never deserializes an object from its files."""
+    cls = policy_class(config)
     policy = cls(observation_space, action_space, lambda _: config.learning_rate, **policy_kwargs(config))
     policy.set_training_mode(False)
     return policy
@@ -142,7 +151,7 @@ def build_model(config: PPOConfig, venv: VecEnv, tensorboard_log: str | None = N
     """A fresh PPO / MaskablePPO on ``venv``, seeded with ``config.seed``."""
     cls = ALGO_CLASSES[config.algo]
     return cls(
-        "MlpPolicy",
+        policy_class(config),
         venv,
         learning_rate=config.learning_rate,
         n_steps=config.n_steps,
