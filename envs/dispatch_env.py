@@ -10,17 +10,9 @@ import numpy as np
 from gymnasium import spaces
 
 from envs import reward
-from envs.dynamics import (
-    State,
-    episode_kpis,
-    initial_state,
-    lot_masks,
-    ship_lots,
-    shipped_out,
-    transfer_masks,
-    transition,
-)
+from envs.dynamics import State, day_masks, episode_kpis, initial_state, transition
 from envs.forecast import demand_cap, expected_demand, expected_supply
+from envs.kernels import observe
 from envs.layout import Decisions, action_layout, check_decisions
 from envs.realization import Realization, Trace
 from envs.scenario import Scenario, load_scenario
@@ -229,9 +221,10 @@ class CrossBorderDispatchEnv(gym.Env):
         self.episode_seed: int | None = None
         self.state: State | None = None
         self.trace: Trace | None = None  # the realization compiled against the network (lots, unit costs)
-        # the day's masks, each computed at most once per day (the state changes only in reset and step):
-        # name -> (day, mask); "lots" [R*K*J, 1 + max lanes], "transfers" [L*K, max levels], "flat" [sum(nvec)]
-        self._masks: dict[str, tuple[int, np.ndarray]] = {}
+        # the masks of one state, computed at most once: "lots" [R*K*J, 1 + max lanes], "transfers"
+        # [L*K, max levels], "flat" [sum(nvec)]
+        self._masks: dict[str, np.ndarray] = {}
+        self._mask_state: State | None = None
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -251,7 +244,6 @@ class CrossBorderDispatchEnv(gym.Env):
         self.realization = real
         self.trace = Trace.compile(self.net, real)
         self.state = initial_state(self.net, self.trace)
-        self._masks = {}
         return self._observation(), {"action_mask": self.action_masks(), "day": 0}
 
     def step(self, action):
@@ -259,7 +251,7 @@ class CrossBorderDispatchEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if self.state.day >= self.net.T:
             raise RuntimeError("the episode has ended; call reset()")
-        action = self._check_action(action)
+        action = self.layout.check(action)
         day = self.state.day
         self.state, terms = transition(self.net, self.trace, self.state, *self.layout.split(action))
         reward = reward_of(terms)
@@ -294,74 +286,24 @@ class CrossBorderDispatchEnv(gym.Env):
 
     # ------------------------------------------------------------ internals
     def _mask(self, name: str) -> np.ndarray:
-        """The current day's ``"lots"``, ``"transfers"`` or ``"flat"`` mask, cached for the day (do not mutate)."""
+        """The current state's ``"lots"``, ``"transfers"`` or ``"flat"`` mask, computed once per state (do not
+        mutate). States are values (a step makes a new one), so the cache follows the state object."""
         st = self.state
         if st is None:
             raise RuntimeError("call reset() before asking for masks")
-        day, mask = self._masks.get(name, (-1, None))
-        if day != st.day:
-            mask = self._compute_mask(name)
-            self._masks[name] = (st.day, mask)
-        return mask
-
-    def _compute_mask(self, name: str) -> np.ndarray:
-        net, st, trace = self.net, self.state, self.trace
-        if name == "flat":
-            lots = self._mask("lots") if self.layout.routes else None
-            transfers = self._mask("transfers") if self.layout.transfers else None
-            return self.layout.flat_mask(lots, transfers)
-        cols = self.layout.lot_columns if name == "lots" else self.layout.transfer_columns
-        if st.day >= net.T:  # episode over: only the null choices
-            mask = np.zeros(cols.shape, dtype=bool)
-            mask[:, 0] = True
-            return mask
-        if name == "lots":
-            return lot_masks(net, trace, st)
-        on_hand = None
-        if not self.layout.routes:
-            # the fixed routing rule ships before transfers, so judge transfers on the stock it leaves
-            sent, lane = ship_lots(net, trace, st.day, st.on_hand, self.layout.fixed_lot_choice)
-            on_hand = st.on_hand - shipped_out(net, sent, lane)
-        return transfer_masks(net, trace, st, on_hand)
-
-    def _check_action(self, action) -> np.ndarray:
-        a = np.asarray(action)
-        nvec = self.action_space.nvec
-        if a.shape != nvec.shape:
-            raise ValueError(
-                f"action has shape {a.shape}; expected {nvec.shape} (one entry per slot, see the docstring)"
-            )
-        if not np.issubdtype(a.dtype, np.integer):
-            # whole floats (e.g. from a float policy head) are accepted; anything else is an error
-            if not (np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
-                raise ValueError(f"action must hold integers (whole numbers), got dtype {a.dtype}")
-            a = a.astype(np.int64)
-        bad = np.flatnonzero((a < 0) | (a >= nvec))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(
-                f"action[{i}]={int(a[i])} is out of range; allowed: 0..{int(nvec[i]) - 1} ({bad.size} bad entries)"
-            )
-        return a.astype(np.int64, copy=False)
+        if self._mask_state is not st:
+            lots, transfers = day_masks(self.net, self.trace, st, self.layout.routes)
+            layout = self.layout
+            flat = layout.flat_mask(lots if layout.routes else None, transfers if layout.transfers else None)
+            self._masks, self._mask_state = {"lots": lots, "transfers": transfers, "flat": flat}, st
+        return self._masks[name]
 
     def _observation(self) -> np.ndarray:
-        net, st, sl = self.net, self.state, self.obs_slices
-        t = st.day
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        obs[sl["on_hand"]] = st.on_hand.reshape(-1) / self.stock_scale
-        H = net.tl_max_lead
-        if H:
-            pipe = st.inbound[t + 1 : t + 1 + H]  # [H, W, K]
-            obs[sl["pipeline"]] = np.moveaxis(pipe, 0, -1).reshape(-1) / self.stock_scale
-        if t < net.T:
-            obs[sl["lots"]] = self.trace.lots[t] / self.demand_scale
-            obs[sl["delivery_open"]] = self.realization.delivery_open[t]
-            obs[sl["transfer_open"]] = self.realization.transfer_open[t]
-        obs[sl["day"]] = t / net.T
-        obs[sl["weekday"].start + t % 7] = 1.0
-        F = self.forecast_days
-        obs[sl["forecast"]] = self._forecast[t + 1 : t + 1 + F].reshape(-1)
-        return obs
+        out = np.empty((1, self.observation_space.shape[0]), dtype=np.float32)
+        b, a = self.trace.batch, self.state.arrays
+        observe(b[0], b[5], b[6], a[0], a[1], a[2], self._forecast, self.forecast_days, self.stock_scale,
+                self.demand_scale, out)  # fmt: skip
+        return out[0]
 
 
 reward_of = reward.signed_sum  # reward = eq2 - eq1 - eq4 - eq5 - lost of the day's terms

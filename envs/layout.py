@@ -59,6 +59,7 @@ class ActionLayout:
     fixed_transfer_choice: np.ndarray  # [L*K] what an action without transfers sends: level 0
     lot_columns: np.ndarray  # [R*K*J, 1 + max lanes] bool, the columns of the lot mask table that are choices
     transfer_columns: np.ndarray  # [L*K, max levels] bool, the columns of the transfer mask table that are choices
+    _flat_index: tuple[np.ndarray, np.ndarray] = ()  # positions of those columns in the raveled tables
 
     @property
     def size(self) -> int:
@@ -80,14 +81,44 @@ class ActionLayout:
         return np.concatenate(parts)
 
     def flat_mask(self, lot_mask: np.ndarray | None, transfer_mask: np.ndarray | None) -> np.ndarray:
-        """The sb3-contrib flat mask (bool, ``sum(nvec)``) from the per-slot tables (``[R*K*J, C]``, ``[L*K, V]``);
-        a table this mode does not decide is ignored (may be None)."""
+        """The sb3-contrib flat mask (bool, ``[..., sum(nvec)]``) from the per-slot tables (``[..., R*K*J, C]``,
+        ``[..., L*K, V]``, any leading batch axes); a table this mode does not decide is ignored (may be None)."""
         parts = []
         if self.routes:
-            parts.append(lot_mask[self.lot_columns])
+            parts.append(lot_mask.reshape(*lot_mask.shape[:-2], -1)[..., self._lot_flat])
         if self.transfers:
-            parts.append(transfer_mask[self.transfer_columns])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+            parts.append(transfer_mask.reshape(*transfer_mask.shape[:-2], -1)[..., self._transfer_flat])
+        return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    @property
+    def _lot_flat(self) -> np.ndarray:
+        return self._flat_index[0]
+
+    @property
+    def _transfer_flat(self) -> np.ndarray:
+        return self._flat_index[1]
+
+    def check(self, action, batch: int | None = None) -> np.ndarray:
+        """The action(s) as int64, checked: shape ``[n]`` (or ``[batch, n]``), whole numbers, each entry in
+        ``[0, nvec)``; otherwise a ``ValueError`` naming the first bad entry. Nothing is clipped."""
+        a = np.asarray(action)
+        shape = self.nvec.shape if batch is None else (batch, self.size)
+        if a.shape != shape:
+            what = "action" if batch is None else f"actions of a batch of {batch}"
+            raise ValueError(f"{what} has shape {a.shape}; expected {shape} (one entry per slot, see the docstring)")
+        if a.dtype.kind not in "iu":
+            # whole floats (e.g. from a float policy head) are accepted; anything else is an error
+            if not (a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+                raise ValueError(f"action must hold integers (whole numbers), got dtype {a.dtype}")
+        a = a.astype(np.int64, copy=False)
+        if (a < 0).any() or (a >= self.nvec).any():
+            bad = np.argwhere((a < 0) | (a >= self.nvec))
+            where = tuple(int(i) for i in bad[0])
+            slot = where[-1]
+            name = f"action[{slot}]" if batch is None else f"actions[{where[0]}, {slot}]"
+            allowed = f"0..{int(self.nvec[slot]) - 1}"
+            raise ValueError(f"{name}={int(a[where])} is out of range; allowed: {allowed} ({len(bad)} bad entries)")
+        return a
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,6 +140,7 @@ def action_layout(net: Network, decisions: str) -> ActionLayout:
         fixed_transfer_choice=_read_only(np.zeros(net.L * net.K, dtype=np.int64)),
         lot_columns=lot_columns,
         transfer_columns=net.transfer_level_valid,
+        _flat_index=(np.flatnonzero(lot_columns.ravel()), np.flatnonzero(net.transfer_level_valid.ravel())),
     )
 
 

@@ -100,11 +100,24 @@ class Trace:
     lots: np.ndarray  # [T, R*K*J] int, lot sizes in slot order
     unit_route_cost: np.ndarray  # [T, D] USD per unit shipped that day on the lane: Eq.1
     unit_delay_penalty: np.ndarray  # [T, D] USD per unit shipped that day on the lane: Eq.4
+    # the arrays envs.kernels reads, each with a batch axis of 1 (views, no copy): lots, route, delay,
+    # transit days, abnormal delay, delivery open, transfer open, transfer lead, supply
+    batch: tuple[np.ndarray, ...] = ()
 
     @staticmethod
     def compile(net: Network, real: Realization) -> Trace:
         route, delay = lane_unit_costs(net, real.transit_days)
-        return Trace(real, real.lots(net.J).reshape(net.T, -1), route, delay)
+        i64, f64, flag = np.int64, np.float64, np.bool_
+        lots = np.ascontiguousarray(real.lots(net.J).reshape(net.T, -1), dtype=i64)
+        route, delay = np.ascontiguousarray(route, dtype=f64), np.ascontiguousarray(delay, dtype=f64)
+        arrays = (lots, route, delay) + tuple(
+            np.ascontiguousarray(x, dtype=dtype)
+            for x, dtype in (
+                (real.transit_days, i64), (real.abnormal_delay, i64), (real.delivery_open, flag),
+                (real.transfer_open, flag), (real.transfer_lead, i64), (real.supply, i64),
+            )
+        )  # fmt: skip
+        return Trace(real, lots, route, delay, tuple(a[None] for a in arrays))
 
 
 def sample_realization(scenario: Scenario, seed: int) -> Realization:
