@@ -40,7 +40,7 @@ EVAL_SEED_START = 1000  # held-out evaluation seeds: EVAL_SEED_START, EVAL_SEED_
 
 ALGOS = ("maskable-ppo", "ppo")
 ACTIVATIONS = ("tanh", "relu")
-VEC_ENVS = ("dummy", "subproc")
+VEC_ENVS = ("batched", "dummy", "subproc")
 DISTRIBUTIONS = ("tensor", "sb3-contrib")
 
 
@@ -66,7 +66,11 @@ class PPOConfig:
     total_timesteps: int = _f(200_000, "env steps (days) to train for, summed over all envs", flag="--timesteps")
     seed: int = _f(0, "seeds torch, the policy sampling and the training-episode seed streams")
     n_envs: int = _f(8, "parallel environments in the VecEnv")
-    vec_env: str = _f("dummy", f"VecEnv class, one of {VEC_ENVS} (dummy: one process, fastest for this env)")
+    vec_env: str = _f(
+        "batched",
+        f"VecEnv, one of {VEC_ENVS} (batched: one array program for all envs, agents/vec_env.py; dummy/subproc: "
+        "SB3's, one Python env each, the earlier stack, kept for comparison)",
+    )
     # --- PPO (stable-baselines3 names)
     learning_rate: float = _f(3e-4, "Adam step size")
     n_steps: int = _f(120, "steps per env per rollout; at least one episode (the scenario's horizon_days)")

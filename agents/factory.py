@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 import envs  # noqa: F401 - registers the env ids
 from agents.config import TRAIN_SEED_HIGH, TRAIN_SEED_LOW, PPOConfig
 from agents.distribution import TensorMaskablePolicy
+from agents.vec_env import BatchedVecEnv
 from envs.reward import TERM_NAMES
 
 ALGO_CLASSES = {"maskable-ppo": MaskablePPO, "ppo": PPO}
@@ -100,7 +101,9 @@ def make_eval_env(config: PPOConfig) -> gym.Env:
 
 
 def make_vec_env(config: PPOConfig) -> VecEnv:
-    """The raw VecEnv (no normalization) of ``config.n_envs`` training envs."""
+    """The raw VecEnv (no normalization) of ``config.n_envs`` training envs: the batched env by default."""
+    if config.vec_env == "batched":
+        return BatchedVecEnv(config)
     thunks = [make_env(config, rank) for rank in range(config.n_envs)]
     vec_cls = SubprocVecEnv if config.vec_env == "subproc" else DummyVecEnv
     return vec_cls(thunks)

@@ -8,7 +8,8 @@ Modules, bottom up (each imports only those above it): ``files``, ``lots``, ``re
 (terms, signs, per-unit formulas), ``forecast`` (expectations), ``network`` (the compiled
 scenario and every coefficient), ``layout`` (decision modes, the action layout),
 ``realization`` (the random trace and its compiled ``Trace``), ``scenario`` (validated data),
-``view``, ``dynamics`` (the day transition), ``dispatch_env`` (the Gymnasium env).
+``view``, ``kernels`` (the day's rules as compiled loops over a batch axis), ``dynamics`` (the transition of
+one state), ``dispatch_env`` (the Gymnasium env), ``batched`` (``B`` episodes at once, ``gym.make_vec``).
 """
 
 from gymnasium.envs.registration import register, registry
@@ -25,6 +26,7 @@ for _env_id, _decisions in ENV_IDS.items():
         register(
             id=_env_id,
             entry_point="envs.dispatch_env:CrossBorderDispatchEnv",
+            vector_entry_point="envs.batched:BatchedDispatchEnv",  # gym.make_vec(id, num_envs=B): one array program
             kwargs={"decisions": _decisions},
         )
 
