@@ -42,6 +42,7 @@ ALGOS = ("maskable-ppo", "ppo")
 ACTIVATIONS = ("tanh", "relu")
 VEC_ENVS = ("batched", "dummy", "subproc")
 DISTRIBUTIONS = ("tensor", "sb3-contrib")
+DEVICES = ("cpu", "auto", "cuda")
 
 
 class ConfigError(ValueError):
@@ -121,6 +122,9 @@ class PPOConfig:
         60.0, "seconds per validation-seed hindsight solve (None: to proven optimality; table1 takes minutes)"
     )
     torch_threads: int = _f(1, "torch CPU threads (1 is fastest for small MLPs and makes runs reproducible)")
+    device: str = _f(
+        "cpu", f"where the networks train, one of {DEVICES} (auto: an accelerator when torch sees one, else cpu)"
+    )
 
     # ------------------------------------------------------------- validation
     def validate(self) -> PPOConfig:
@@ -132,6 +136,11 @@ class PPOConfig:
         need(self.algo in ALGOS, f"algo={self.algo!r} is not allowed; allowed: {list(ALGOS)}")
         need(self.env_id in envs.ENV_IDS, f"env_id={self.env_id!r} is not allowed; allowed: {list(envs.ENV_IDS)}")
         need(self.vec_env in VEC_ENVS, f"vec_env={self.vec_env!r} is not allowed; allowed: {list(VEC_ENVS)}")
+        need(self.device in DEVICES, f"device={self.device!r} is not allowed; allowed: {list(DEVICES)}")
+        need(
+            self.device != "cuda" or torch_cuda_available(),
+            "device='cuda' but torch sees no CUDA device here; use device='auto' (cuda when present) or 'cpu'",
+        )
         need(
             self.distribution in DISTRIBUTIONS,
             f"distribution={self.distribution!r} is not allowed; allowed: {list(DISTRIBUTIONS)}",
@@ -278,6 +287,17 @@ class PPOConfig:
     @property
     def rollout_size(self) -> int:
         return self.n_steps * self.n_envs
+
+
+def torch_cuda_available() -> bool:
+    import torch  # deferred: the config is read (and checked) by tools that never train
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a CUDA device, else ``"cpu"``; other values as they are."""
+    return ("cuda" if torch_cuda_available() else "cpu") if device == "auto" else device
 
 
 def _is_int(x: Any) -> bool:

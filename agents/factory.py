@@ -24,7 +24,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 
 import envs  # noqa: F401 - registers the env ids
-from agents.config import TRAIN_SEED_HIGH, TRAIN_SEED_LOW, PPOConfig
+from agents.config import TRAIN_SEED_HIGH, TRAIN_SEED_LOW, PPOConfig, resolve_device
 from agents.distribution import TensorMaskablePolicy
 from agents.vec_env import BatchedVecEnv
 from envs.reward import TERM_NAMES
@@ -170,6 +170,6 @@ def build_model(config: PPOConfig, venv: VecEnv, tensorboard_log: str | None = N
         policy_kwargs=policy_kwargs(config),
         tensorboard_log=tensorboard_log,
         seed=config.seed,
-        device="cpu",
+        device=resolve_device(config.device),
         verbose=0,
     )

@@ -194,8 +194,9 @@ def _fit(model, venv: VecNormalize, data: TeacherData, config: PPOConfig, optimi
 
     policy = model.policy
     masked = config.algo == "maskable-ppo"
-    obs_t, act_t = torch.as_tensor(obs), torch.as_tensor(data.actions)
-    target_t = torch.as_tensor(targets, dtype=torch.float32)
+    device = model.device  # the networks may train on an accelerator (PPOConfig.device)
+    obs_t, act_t = torch.as_tensor(obs, device=device), torch.as_tensor(data.actions, device=device)
+    target_t = torch.as_tensor(targets, dtype=torch.float32, device=device)
     n, batch = len(obs), config.batch_size
     policy.set_training_mode(True)
     for _ in range(config.pretrain_epochs):
@@ -217,13 +218,13 @@ def _fit(model, venv: VecNormalize, data: TeacherData, config: PPOConfig, optimi
 
 def _agreement(model, venv: VecNormalize, data: TeacherData, config: PPOConfig) -> float:
     """Fraction of action slots of ``data`` where the policy's mode is the teacher's action."""
-    obs_t = torch.as_tensor(venv.normalize_obs(data.obs).astype(np.float32))
+    obs_t = torch.as_tensor(venv.normalize_obs(data.obs).astype(np.float32), device=model.device)
     with torch.no_grad():
         if config.algo == "maskable-ppo":
             dist = model.policy.get_distribution(obs_t, action_masks=data.masks)
         else:
             dist = model.policy.get_distribution(obs_t)
-        return float((dist.mode() == torch.as_tensor(data.actions)).float().mean())
+        return float((dist.mode() == torch.as_tensor(data.actions, device=model.device)).float().mean())
 
 
 def _learner(model, venv: VecNormalize, masked: bool):
