@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,19 @@ def masked_action():
         return np.where(allowed, rng.random(allowed.shape), -1.0).argmax(axis=1).astype(np.int64)
 
     return sample
+
+
+def run_evaluate(args: list[str]) -> tuple[int, str, str]:
+    """``evaluate.main(args)`` in this process: (exit code, stdout, stderr)."""
+    import evaluate
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = evaluate.main(args)
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
 
 
 def train_tiny_agent(directory: Path, env_id: str = "CrossBorderDispatch-v0") -> Path:

@@ -4,8 +4,6 @@ nothing, bad input stops before any work, and the `make demo` command runs."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shlex
@@ -18,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_evaluate
 
-import evaluate
+import evaluate  # noqa: F401 - the script under test, imported as a module
 from envs.dynamics import KPI_NAMES
 from envs.reward import TERM_NAMES
 from evaluation import report
@@ -27,6 +26,7 @@ from evaluation.policies import HINDSIGHT, EvaluateError
 from evaluation.runner import TIMING_COLUMNS, format_seeds, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
+run_main = run_evaluate  # evaluate.main in this process: (exit code, stdout, stderr)
 SEEDS = "0-5"
 N_SEEDS = 6
 BUILTIN = "rolling-milp,greedy,base-stock,random,home"
@@ -45,17 +45,6 @@ EPISODE_COLUMNS = {
     "policy", "seed", "return", *TERM_NAMES, *KPI_NAMES, "hindsight_return", "ratio_to_optimum", "ratio_to_bound",
     "steps", "decision_seconds_per_step", "milp_status", "milp_objective", "milp_bound", "milp_gap", "milp_seconds",
 }  # fmt: skip
-
-
-def run_main(args: list[str]) -> tuple[int, str, str]:
-    """``evaluate.main(args)`` in this process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = evaluate.main(args)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def snapshot(folder: Path, pattern: str = "*") -> dict[str, tuple[bytes, int]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import json
 import os
 import pickle
@@ -22,11 +21,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+from conftest import run_evaluate as evaluate_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import envs
-import evaluate
 from agents import load_agent
 from agents.checkpoint import CheckpointError, UntrustedCheckpointError
 from envs.scenario import Scenario, ScenarioError, load_scenario
@@ -36,13 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_evaluate(args: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = evaluate.main(args)
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), " ".join(err.getvalue().split())
+    """``evaluate.main`` in this process, its stderr on one line (messages wrap)."""
+    code, out, err = evaluate_main(args)
+    return code, out, " ".join(err.split())
 
 
 def run_train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
