@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 from conftest import run_evaluate
 
-import evaluate  # noqa: F401 - the script under test, imported as a module
 from envs.dynamics import KPI_NAMES
 from envs.reward import TERM_NAMES
 from evaluation import report
