@@ -10,11 +10,12 @@ import numpy as np
 from gymnasium import spaces
 
 from envs import reward
-from envs.dynamics import State, day_masks, episode_kpis, initial_state, transition
+from envs.dynamics import State, day_masks, episode_kpis, initial_state, kernel_net
 from envs.forecast import demand_cap, expected_demand, expected_supply
-from envs.kernels import observe
+from envs.kernels import advance, observe
 from envs.layout import Decisions, action_layout, check_decisions
 from envs.realization import Realization, Trace
+from envs.reward import TERM_NAMES
 from envs.scenario import Scenario, load_scenario
 from envs.view import DayView
 
@@ -253,13 +254,13 @@ class CrossBorderDispatchEnv(gym.Env):
             raise RuntimeError("the episode has ended; call reset()")
         action = self.layout.check(action)
         day = self.state.day
-        self.state, terms = transition(self.net, self.trace, self.state, *self.layout.split(action))
+        terms = self._advance(action)
         reward = reward_of(terms)
-        terminated = self.state.day >= self.net.T
-        info = {"reward_terms": terms, "day": day, "action_mask": self.action_masks()}
+        terminated = day + 1 >= self.net.T
+        info = {"reward_terms": terms, "day": day, "action_mask": self._masks["flat"].copy()}
         if terminated:
             info["episode_kpis"] = episode_kpis(self.state)
-        return self._observation(), reward, terminated, False, info
+        return self._observed, reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
         """Flat bool mask of length ``sum(nvec)``: True where a choice is feasible alone today."""
@@ -285,6 +286,25 @@ class CrossBorderDispatchEnv(gym.Env):
         )
 
     # ------------------------------------------------------------ internals
+    def _advance(self, action: np.ndarray) -> dict[str, float]:
+        """Play the day (the pure :func:`envs.dynamics.transition` on a copy of the state) and compute the new
+        state's masks and observation, all in one compiled call (:func:`envs.kernels.advance`)."""
+        net, layout, new = self.net, self.layout, self.state.copy()
+        lots, transfers = layout.split(action)
+        terms = np.zeros((1, len(TERM_NAMES)))
+        lot_mask = np.empty((1, *net.lot_lane_table.shape), dtype=np.bool_)
+        transfer_mask = np.empty((1, net.L * net.K, net.transfer_qty_table.shape[1]), dtype=np.bool_)
+        flat = np.empty((1, int(layout.nvec.sum())), dtype=np.bool_)
+        obs = np.empty((1, self.observation_space.shape[0]), dtype=np.float32)
+        lot_flat, transfer_flat = layout.flat_positions
+        advance(kernel_net(net), *self.trace.batch, *new.arrays, np.ascontiguousarray(lots)[None],
+                np.ascontiguousarray(transfers)[None], _ONE, terms, net.lot_home_choice, layout.routes, lot_mask,
+                transfer_mask, lot_flat, transfer_flat, flat, self._forecast, self.forecast_days, self.stock_scale,
+                self.demand_scale, obs)  # fmt: skip
+        self.state, self._observed = new, obs[0]
+        self._masks, self._mask_state = {"lots": lot_mask[0], "transfers": transfer_mask[0], "flat": flat[0]}, new
+        return dict(zip(TERM_NAMES, terms[0].tolist(), strict=True))
+
     def _mask(self, name: str) -> np.ndarray:
         """The current state's ``"lots"``, ``"transfers"`` or ``"flat"`` mask, computed once per state (do not
         mutate). States are values (a step makes a new one), so the cache follows the state object."""
@@ -307,4 +327,5 @@ class CrossBorderDispatchEnv(gym.Env):
 
 
 reward_of = reward.signed_sum  # reward = eq2 - eq1 - eq4 - eq5 - lost of the day's terms
+_ONE = np.ones(1, dtype=np.bool_)  # the single env's one member is always active
 CrossBorderDispatchEnv.__doc__ = CrossBorderDispatchEnv.__doc__.replace("    {REWARD_TERMS}", reward.manual())

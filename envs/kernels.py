@@ -277,3 +277,34 @@ def observe(lots, dopen, topen, day, on_hand, inbound, forecast, n_forecast, sto
             for j in range(RK):
                 row[i] = forecast[t + 1 + f, j]
                 i += 1
+
+
+@njit(cache=True)
+def flatten_masks(lot_mask, transfer_mask, lot_flat, transfer_flat, out):
+    """The sb3-contrib flat masks ``out[B, sum(nvec)]`` from the per-slot tables: ``lot_flat[S, C]`` and
+    ``transfer_flat[LK, V]`` give each choice's position in the flat mask (-1: not a choice of this action)."""
+    for b in range(out.shape[0]):
+        for s in range(lot_flat.shape[0]):
+            for c in range(lot_flat.shape[1]):
+                if lot_flat[s, c] >= 0:
+                    out[b, lot_flat[s, c]] = lot_mask[b, s, c]
+        for slot in range(transfer_flat.shape[0]):
+            for v in range(transfer_flat.shape[1]):
+                if transfer_flat[slot, v] >= 0:
+                    out[b, transfer_flat[slot, v]] = transfer_mask[b, slot, v]
+
+
+@njit(cache=True)
+def advance(net, lots, route, delay, transit, abnormal, dopen, topen, lead, supply,
+            day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
+            lot_choice, transfer_choice, active, terms,
+            fixed_lot_choice, routes, lot_mask, transfer_mask, lot_flat, transfer_flat, flat,
+            forecast, n_forecast, stock_scale, demand_scale, obs):  # fmt: skip
+    """:func:`step`, then :func:`masks`, :func:`flatten_masks` and :func:`observe` of the new state, in one
+    call (the single env's step: one dispatch instead of four)."""
+    step(net, lots, route, delay, transit, abnormal, dopen, topen, lead, supply,
+         day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
+         lot_choice, transfer_choice, active, terms)  # fmt: skip
+    masks(net, lots, dopen, topen, day, on_hand, en_route, fixed_lot_choice, routes, lot_mask, transfer_mask)
+    flatten_masks(lot_mask, transfer_mask, lot_flat, transfer_flat, flat)
+    observe(lots, dopen, topen, day, on_hand, inbound, forecast, n_forecast, stock_scale, demand_scale, obs)

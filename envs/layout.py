@@ -60,6 +60,7 @@ class ActionLayout:
     lot_columns: np.ndarray  # [R*K*J, 1 + max lanes] bool, the columns of the lot mask table that are choices
     transfer_columns: np.ndarray  # [L*K, max levels] bool, the columns of the transfer mask table that are choices
     _flat_index: tuple[np.ndarray, np.ndarray] = ()  # positions of those columns in the raveled tables
+    _positions: tuple[np.ndarray, np.ndarray] = ()  # see flat_positions
 
     @property
     def size(self) -> int:
@@ -97,6 +98,12 @@ class ActionLayout:
     @property
     def _transfer_flat(self) -> np.ndarray:
         return self._flat_index[1]
+
+    @property
+    def flat_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(lot [R*K*J, C], transfer [L*K, V])`` int: each choice's position in the flat mask, -1 where the
+        column is no choice of this action (what :func:`envs.kernels.flatten_masks` reads)."""
+        return self._positions
 
     def check(self, action, batch: int | None = None) -> np.ndarray:
         """The action(s) as int64, checked: shape ``[n]`` (or ``[batch, n]``), whole numbers, each entry in
@@ -141,7 +148,25 @@ def action_layout(net: Network, decisions: str) -> ActionLayout:
         lot_columns=lot_columns,
         transfer_columns=net.transfer_level_valid,
         _flat_index=(np.flatnonzero(lot_columns.ravel()), np.flatnonzero(net.transfer_level_valid.ravel())),
+        _positions=_positions(
+            lot_columns if routes else None,
+            net.transfer_level_valid if transfers else None,
+            lot_columns.shape,
+            net.transfer_level_valid.shape,
+        ),
     )
+
+
+def _positions(lot_columns, transfer_columns, lot_shape, transfer_shape) -> tuple[np.ndarray, np.ndarray]:
+    lot = np.full(lot_shape, -1, dtype=np.int64)
+    transfer = np.full(transfer_shape, -1, dtype=np.int64)
+    n = 0
+    if lot_columns is not None:
+        n = int(lot_columns.sum())
+        lot[lot_columns] = np.arange(n)
+    if transfer_columns is not None:
+        transfer[transfer_columns] = n + np.arange(int(transfer_columns.sum()))
+    return lot, transfer
 
 
 def _read_only(x: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs.forecast import expected_demand, expected_lane_costs, expected_lead_days, expected_transit_days
+from envs.forecast import demand_cap, expected_demand, expected_lane_costs, expected_lead_days, expected_transit_days
 
 if TYPE_CHECKING:  # annotations only: Scenario.network builds this
     from envs.scenario import Scenario
@@ -100,6 +100,8 @@ class Network:
     supply_sku: np.ndarray  # [S] int
     supply_quantity: np.ndarray  # [S] int, scheduled units
     supply_cv: np.ndarray  # [S] float, coefficient of variation of the realized units
+    supply_index: np.ndarray  # [S] int, flat index (day * W + warehouse) * K + SKU of each arrival
+    demand_cap: np.ndarray  # [T, R, K] int, the largest demand a realization holds (envs.forecast.demand_cap)
 
     @property
     def n_lots(self) -> int:
@@ -158,6 +160,12 @@ class Network:
         ).reshape(D, 2)
         sups = s.supplier_shipments
         n_arrivals = [len(range(sh.first_day, s.horizon_days, sh.period_days)) for sh in sups]
+        supply_day = np.array(
+            [d for sh in sups for d in range(sh.first_day, s.horizon_days, sh.period_days)], dtype=np.int64
+        )
+        supply_wh = np.repeat([wh[sh.warehouse] for sh in sups], n_arrivals).astype(np.int64)
+        supply_sku = np.repeat([sku[sh.sku] for sh in sups], n_arrivals).astype(np.int64)
+        supply_index = (supply_day * W + supply_wh) * K + supply_sku
         return Network(
             W=W,
             R=R,
@@ -227,13 +235,13 @@ class Network:
             dl_closure_prob=np.array([ln.closure_prob for ln in dls], dtype=np.float64),
             tl_lead_range=np.array([t.lead_time_days for t in s.transfer_lanes], dtype=np.int64).reshape(L, 2),
             tl_closure_prob=np.array([t.closure_prob for t in s.transfer_lanes], dtype=np.float64),
-            supply_day=np.array(
-                [d for sh in sups for d in range(sh.first_day, s.horizon_days, sh.period_days)], dtype=np.int64
-            ),
-            supply_warehouse=np.repeat([wh[sh.warehouse] for sh in sups], n_arrivals).astype(np.int64),
-            supply_sku=np.repeat([sku[sh.sku] for sh in sups], n_arrivals).astype(np.int64),
+            supply_day=supply_day,
+            supply_warehouse=supply_wh,
+            supply_sku=supply_sku,
             supply_quantity=np.repeat([sh.quantity for sh in sups], n_arrivals).astype(np.int64),
             supply_cv=np.repeat([sh.quantity_cv for sh in sups], n_arrivals).astype(np.float64),
+            supply_index=supply_index,
+            demand_cap=_read_only(demand_cap(expected_demand(s))),
         )
 
 

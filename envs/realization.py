@@ -141,7 +141,7 @@ def sample_realization(scenario: Scenario, seed: int) -> Realization:
     # Draw order (fixed): demand, transit, abnormal flags, abnormal days, closures, leads, transfer
     # closures, supplier noise (one normal per scheduled arrival, shipments in scenario order).
     rng = np.random.default_rng(seed)
-    demand = np.minimum(rng.poisson(mean_demand), demand_cap(mean_demand)).astype(np.int64)
+    demand = np.minimum(rng.poisson(mean_demand), net.demand_cap)
     base = rng.integers(net.dl_transit_range[:, 0], net.dl_transit_range[:, 1] + 1, size=(T, D))
     is_abnormal = rng.random((T, D)) < net.dl_abnormal_prob
     extra = rng.integers(net.dl_abnormal_range[:, 0], net.dl_abnormal_range[:, 1] + 1, size=(T, D))
@@ -152,9 +152,10 @@ def sample_realization(scenario: Scenario, seed: int) -> Realization:
 
     noise = rng.standard_normal(len(net.supply_day))
     q = net.supply_quantity
-    qty = np.clip(np.floor(q * (1 + net.supply_cv * noise) + 0.5), 0, 2 * q).astype(np.int64)
-    supply = np.zeros((T, net.W, net.K), dtype=np.int64)
-    np.add.at(supply, (net.supply_day, net.supply_warehouse, net.supply_sku), qty)
+    qty = np.minimum(np.maximum(np.floor(q * (1 + net.supply_cv * noise) + 0.5), 0), 2 * q).astype(np.int64)
+    # the arrivals of one (day, hub, SKU) add up (bincount over the flat index = np.add.at, faster)
+    supply = np.bincount(net.supply_index, weights=qty, minlength=T * net.W * net.K)
+    supply = supply.astype(np.int64).reshape(T, net.W, net.K)
     return Realization(
         seed=int(seed),
         demand=demand,
