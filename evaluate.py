@@ -32,6 +32,7 @@ from tqdm import tqdm
 import envs
 from baselines import RollingHorizonPolicy
 from evaluation import report, runner
+from evaluation.backends import BACKENDS, BackendError, backend_for
 from evaluation.cache import DEFAULT_CACHE_DIR
 from evaluation.policies import HINDSIGHT, ROLLING_FLAGS, EvaluateError, builtin_policy_names
 
@@ -53,7 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", required=True, help="realization seeds: N, A-B (inclusive) or a list like 1000-1099,2000")
     p.add_argument("--out", required=True, type=Path, help="output folder (created; an earlier run there is resumed)")
-    p.add_argument("--workers", type=int, default=runner.default_workers(), help="processes (default: all cores)")
+    p.add_argument(
+        "--workers", type=int, default=None,
+        help="episodes computed at once (default: the cores here; with --backend ray, the cluster's CPUs)",
+    )
+    p.add_argument("--backend", default="local", help=f"where episodes run, one of {list(BACKENDS)} (default: local)")
+    p.add_argument(
+        "--ray-address", default=None,
+        help="with --backend ray: 'auto' (the cluster `ray start` runs here) or HOST:PORT; default: a local cluster",
+    )
     p.add_argument("--time-limit", type=float, default=None, help="seconds per hindsight MILP solve (default: none)")
     p.add_argument(
         "--cache-dir", default=str(DEFAULT_CACHE_DIR), help="hindsight MILP cache folder (default: %(default)s)"
@@ -111,12 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             trust_checkpoint=args.trust_checkpoint,
         )
         compares = parse_compare(args.compare, run.labels)
-        if args.workers < 1:
+        if args.workers is not None and args.workers < 1:
             raise EvaluateError(f"--workers: {args.workers} must be an integer >= 1")
         if args.bootstrap_seed < 0:
             raise EvaluateError(f"--bootstrap-seed: {args.bootstrap_seed} must be an integer >= 0")
         runner.check_out(args.out, run)
-    except EvaluateError as err:
+        backend = backend_for(args.backend, args.workers, args.ray_address)
+    except (EvaluateError, BackendError) as err:
         parser.error(str(err))
     # 2. record the configuration, then compute the rows that are not on disk yet
     report_config = {
@@ -125,17 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     for warning in (*run.warnings, *runner.init_out(args.out, run, report_config)):
         print(f"warning: {warning}", file=sys.stderr)
-    workers = runner.capped_workers(args.workers)
-    if workers < args.workers:
-        print(f"note: --workers {args.workers} capped at {workers} (the cores of this machine)", file=sys.stderr)
-    args.workers = workers
+    if args.workers is not None and backend.workers < args.workers:
+        print(f"note: --workers {args.workers} capped at {backend.workers} (the cores here)", file=sys.stderr)
     tasks = runner.missing_tasks(args.out, run)
     total = len(run.tasks())
     print(f"{args.scenario} / {args.env}: {len(run.labels)} policies x {len(run.seeds)} seeds; "
-          f"{len(tasks)} of {total} episodes to run, {args.workers} workers")  # fmt: skip
+          f"{len(tasks)} of {total} episodes to run, {backend.workers} workers ({backend.name})")  # fmt: skip
     try:
         with tqdm(total=len(tasks), unit="episode", desc="evaluating", disable=not tasks) as bar:
-            runner.compute_rows(args.out, run, tasks, args.workers, on_row=lambda row: bar.update())
+            runner.compute_rows(args.out, runner.shippable(run, backend), tasks, backend, lambda row: bar.update())
     except BaseException as stop:  # Ctrl-C, or a row that failed: say what is kept, then stop
         done = total - len(runner.missing_tasks(args.out, run))
         print(f"stopped: {done} of {total} episodes are saved in {args.out}; rerun the same command to resume",
@@ -143,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(stop, KeyboardInterrupt):
             return 130
         raise
+    finally:
+        backend.close()
     # 3. statistics, tables and plots from the rows on disk
     episodes = report.assemble_episodes(runner.read_rows(args.out, run))
     summary = report.summarize(episodes, BOOTSTRAP_RESAMPLES, CONFIDENCE, args.bootstrap_seed)

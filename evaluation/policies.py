@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -37,6 +38,14 @@ class PolicySpec:
     forecast_days: int | None = None  # env argument the agent was trained with, for kind "agent"
     options: tuple[tuple[str, object], ...] = ()  # resolved keyword arguments of a built-in policy (rolling-milp)
     trusted: bool = False  # the user vouches for a pickle-based (old format) checkpoint: --trust-checkpoint
+    payload: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)  # the checkpoint's files, for Ray workers
+
+    def with_payload(self) -> PolicySpec:
+        """This agent with its checkpoint's files attached (``payload``), for workers without the path."""
+        directory = Path(self.checkpoint)
+        directory = directory.parent if directory.is_file() else directory
+        files = tuple((p.name, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file())
+        return replace(self, payload=files)
 
     def identity(self) -> dict:
         """What must match for rows of an earlier run to be reused (a moved checkpoint is the same agent)."""
@@ -161,5 +170,10 @@ def build_policy(spec: PolicySpec, scenario: Scenario, env_id: str):
     if spec.kind == "agent":
         from agents import load_agent  # deferred: torch is imported only when an agent is evaluated
 
+        if spec.payload:  # a Ray worker: the checkpoint came as bytes; it is checked (checksums) on loading
+            directory = Path(tempfile.mkdtemp(prefix=f"agent-{spec.label}-"))
+            for name, data in spec.payload:
+                (directory / Path(name).name).write_bytes(data)
+            return load_agent(directory, name=spec.label, trust=spec.trusted)
         return load_agent(spec.checkpoint, name=spec.label, trust=spec.trusted)
     return make_policy(spec.label, scenario, env_id, **dict(spec.options))

@@ -23,20 +23,12 @@ missing rows, and a finished run rerun writes nothing.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import math
-import os
 import re
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import gymnasium as gym
@@ -48,6 +40,7 @@ from envs.files import folder_problem, remove_stale, write_atomic
 from envs.layout import ENV_IDS
 from envs.reward import TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario
+from evaluation.backends import LocalBackend, RayBackend, cached
 from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
 from evaluation.episode import EpisodeResult, PlanReplay, run_episode
 from evaluation.policies import (
@@ -136,7 +129,9 @@ class EvalRun:
         """The resolved configuration (identity plus where things came from), for ``config.json``."""
         doc = self.identity()
         doc["scenario"]["source"] = self.scenario_source
-        doc["policies"] = [{k: v for k, v in vars(p).items() if v is not None} for p in self.policies]  # with paths
+        doc["policies"] = [
+            {k: v for k, v in vars(p).items() if v is not None and k != "payload"} for p in self.policies
+        ]  # with paths
         doc["hindsight_cache_dir"] = self.cache_dir
         return doc
 
@@ -324,94 +319,35 @@ def compute_rows(
     out: Path,
     run: EvalRun,
     tasks: list[tuple[str, int]],
-    workers: int,
+    backend: LocalBackend | RayBackend,
     on_row: Callable[[dict], None] = lambda row: None,
 ) -> None:
-    """Compute ``tasks`` and save each row as soon as it is done (so a kill loses only rows in flight).
-
-    ``workers == 1`` runs in this process; more use a process pool (spawn: safe with torch and
-    HiGHS threads). The first failing row stops the run; rows saved so far are kept.
-    """
-    if not tasks:
-        return
-    if workers <= 1 or len(tasks) == 1:
-        context = _WorkerContext(run)
-        for label, seed in tasks:
-            row = context.row(label, seed)
-            save_row(out, row)
-            on_row(row)
-        return
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)),
-        mp_context=get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(run, os.getpid()),
-    )
-    finished = False
-    try:
-        pending = {pool.submit(_worker_row, label, seed): (label, seed) for label, seed in tasks}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                label, seed = pending.pop(future)
-                error = future.exception()
-                if error is not None:
-                    raise RuntimeError(f"policy {label!r} on seed {seed} failed: {error}") from error
-                row = future.result()
-                save_row(out, row)
-                on_row(row)
-        finished = True
-    finally:
-        if not finished:  # an error or Ctrl-C: stop the workers now rather than after their current HiGHS solve
-            processes = getattr(pool, "_processes", None) or {}  # private; Python 3.14 makes it public
-            for process in list(processes.values()):
-                process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Compute ``tasks`` on ``backend`` and save each row as soon as it is done (so a kill loses only rows in
+    flight; a task retried after a lost worker writes the same bytes). The first failing row stops the run;
+    rows saved so far are kept."""
+    for _, row in backend.map(row_task, run, tasks):
+        save_row(out, row)
+        on_row(row)
 
 
-_CONTEXT: _WorkerContext | None = None  # one per worker process
-
-
-def _init_worker(run: EvalRun, parent: int) -> None:
-    global _CONTEXT
-    _exit_with_parent(parent)
-    _CONTEXT = _WorkerContext(run, in_pool=True)
-
-
-def _exit_with_parent(parent: int, every: float = 0.5) -> None:
-    """End this worker when its parent dies, whatever killed it (a SIGKILL gives the parent no chance to stop
-    its pool): on Linux the kernel sends SIGKILL then (``prctl(PR_SET_PDEATHSIG)``, even in the middle of a
-    HiGHS solve); elsewhere a daemon thread watches the parent's pid."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(every)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def _worker_row(label: str, seed: int) -> dict:
-    return _CONTEXT.row(label, seed)
+def row_task(run: EvalRun, task: tuple[str, int]) -> dict:
+    """One row, wherever it runs: the envs and policies of ``run`` are built once per worker process."""
+    label, seed = task
+    return cached(run, _WorkerContext).row(label, seed)
 
 
 class _WorkerContext:
     """Envs and policies of one process, built on first use and reused across its rows."""
 
-    def __init__(self, run: EvalRun, in_pool: bool = False) -> None:
+    def __init__(self, run: EvalRun) -> None:
         self.run = run
         self.specs = {p.label: p for p in run.policies}
         self.envs: dict[int | None, gym.Env] = {}
         self.policies: dict[str, object] = {}
-        if in_pool and any(p.kind == "agent" for p in run.policies):
+        if any(p.kind == "agent" for p in run.policies):
             import torch  # deferred: only runs with an agent need torch
 
-            torch.set_num_threads(1)  # the pool already uses the cores; more threads per worker only contend
+            torch.set_num_threads(1)  # the workers already use the cores; more threads per worker only contend
 
     def env(self, forecast_days: int | None) -> gym.Env:
         if forecast_days not in self.envs:
@@ -488,11 +424,9 @@ def _finite_or_none(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
 
 
-def default_workers() -> int:
-    return os.cpu_count() or 1
-
-
-def capped_workers(workers: int) -> int:
-    """At most one worker process per core: more only contend for the same cores (and each loads its own copy
-    of the scenario, HiGHS and torch)."""
-    return max(1, min(int(workers), default_workers()))
+def shippable(run: EvalRun, backend) -> EvalRun:
+    """The run as tasks on ``backend`` need it: on Ray, each agent travels with its files' bytes (data only:
+    weights, statistics, YAML), so a worker on another machine loads the same checkpoint without its path."""
+    if backend.name != "ray":
+        return run
+    return replace(run, policies=tuple(p.with_payload() if p.kind == "agent" else p for p in run.policies))
