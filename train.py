@@ -23,6 +23,11 @@ The run directory holds:
 | ``best/`` | the agent with the best validation mean return |
 | ``summary.yaml`` | wall time, timesteps per second, the env's share of the time, last validation |
 
+Several seeds at once: ``--seeds 0-4`` trains one run per seed in ``<out>/seed_<s>/`` (``--workers`` at a
+time, on this machine's processes or, with ``--backend ray [--ray-address ADDR]``, on a Ray cluster) and
+writes ``seeds.csv`` and ``seeds_summary.yaml`` (mean and bootstrap interval across seeds of the validation
+ratio) beside them; see :mod:`agents.sweep`. ``--resume`` continues every unfinished seed.
+
 Seeds: training episodes draw their realization seeds in [10**6, 2*10**6) from streams seeded by
 ``--seed`` + env rank; validation uses seeds 900-909; evaluation uses 1000 and up. They never meet.
 """
@@ -58,9 +63,13 @@ from agents.config import ConfigError, PPOConfig
 from agents.factory import build_model, make_normalized_vec_env
 from agents.policy import save_agent
 from agents.pretrain import pretrain
+from agents.sweep import CONFIDENCE, seed_dir, write_sweep_files
 from envs.files import read_yaml, write_atomic
 from envs.scenario import load_scenario
+from evaluation.backends import BACKENDS, BackendError, backend_for
+from evaluation.policies import EvaluateError
 from evaluation.provenance import package_versions
+from evaluation.runner import format_seeds, parse_seeds
 
 RESUMABLE_FIELDS = ("total_timesteps", "eval_freq", "checkpoint_freq")  # what --resume may change
 
@@ -77,6 +86,22 @@ class Args:
         default=False, metadata={"help": "continue the run in --out from its latest checkpoint up to --timesteps"}
     )
     progress_bar: bool = field(default=True, metadata={"help": "show a progress bar"})
+    seeds: str | None = field(
+        default=None,
+        metadata={"help": "train several seeds (e.g. 0-4 or 0,3,7), one run each in --out/seed_<s>; not with --seed"},
+    )
+    backend: str = field(
+        default="local", metadata={"help": f"with --seeds: where the runs train, one of {list(BACKENDS)}"}
+    )
+    ray_address: str | None = field(
+        default=None,
+        metadata={"help": "with --backend ray: 'auto' (the cluster `ray start` runs here) or HOST:PORT; "
+                          "default: a local cluster"},  # fmt: skip
+    )
+    workers: int | None = field(
+        default=None,
+        metadata={"help": "with --seeds: runs trained at once (default: the cores here; Ray: the cluster's CPUs)"},
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,16 +132,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve(argv: list[str]) -> tuple[Args, PPOConfig, Path]:
-    """Args, the validated config (defaults < --config file < flags; the run's own config on --resume), run dir."""
+@dataclass(frozen=True)
+class Run:
+    """One training run to do: its validated config, its directory, and whether it continues a checkpoint."""
+
+    config: PPOConfig
+    out: Path
+    resume: bool
+
+
+def resolve(argv: list[str]) -> tuple[Args, list[Run], Path | None]:
+    """Args, the runs to train (one, or one per ``--seeds`` seed) and, with ``--seeds``, the sweep folder.
+
+    Each run's config: defaults < ``--config`` file < flags (its own ``config.yaml`` on ``--resume``)."""
     given = vars(build_parser().parse_args(argv))
     arg_names = {f.name for f in dataclasses.fields(Args)}
     args = Args(**{k: v for k, v in given.items() if k in arg_names})
     overrides = {k: v for k, v in given.items() if k not in arg_names}
-    if args.resume:
-        if args.out is None:
+    if args.backend not in BACKENDS:
+        raise ConfigError(f"--backend: {args.backend!r} is not allowed; allowed: {list(BACKENDS)}")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers: {args.workers} must be an integer >= 1")
+    if args.seeds is None:
+        unused = [flag for flag, v in (("--backend", args.backend != "local"), ("--ray-address", args.ray_address),
+                                       ("--workers", args.workers)) if v]  # fmt: skip
+        if unused:
+            raise ConfigError(f"{unused[0]}: only with --seeds (several runs); one run trains in this process")
+        return args, [resolve_run(args, overrides, args.out, args.resume)], None
+    if "seed" in overrides:
+        raise ConfigError("--seed and --seeds: give one of them (--seeds 0-4 trains seeds 0 to 4, one run each)")
+    try:
+        seeds = parse_seeds(args.seeds)
+    except EvaluateError as err:
+        raise ConfigError(str(err)) from None
+    if args.ray_address is not None and args.backend != "ray":
+        raise ConfigError(f"--ray-address: given, but --backend is {args.backend!r}; add --backend ray or drop it")
+    if args.out is None:
+        base = PPOConfig.from_dict({**(PPOConfig.from_file(args.config).to_dict() if args.config else {}), **overrides})
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = load_scenario(base.validate().scenario).name
+        args.out = f"runs/{base.env_id}__{name}__{base.algo}__seeds{format_seeds(seeds)}__{stamp}"
+    root = Path(args.out)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out: {str(root)!r} exists and is not a folder; choose a folder path")
+    runs = []
+    for seed in seeds:
+        out = seed_dir(root, seed)
+        resume = args.resume and (out / CONFIG_FILE).is_file()  # --resume: continue the started seeds, start the rest
+        runs.append(resolve_run(args, overrides if resume else {**overrides, "seed": seed}, str(out), resume))
+    return args, runs, root
+
+
+def resolve_run(args: Args, overrides: dict, out_arg: str | None, resume: bool) -> Run:
+    """The validated config and directory of one run (raises ConfigError naming the flag at fault)."""
+    if resume:
+        if out_arg is None:
             raise ConfigError("--resume needs --out, the run directory to continue")
-        out = Path(args.out)
+        out = Path(out_arg)
         if not (out / CONFIG_FILE).is_file():
             raise ConfigError(f"--resume: {out / CONFIG_FILE} does not exist; is {str(out)!r} a run directory?")
         fixed = sorted(set(overrides) - set(RESUMABLE_FIELDS))
@@ -138,17 +210,17 @@ def resolve(argv: list[str]) -> tuple[Args, PPOConfig, Path]:
         data = PPOConfig.from_file(args.config).to_dict() if args.config else {}
     data.update(overrides)
     config = PPOConfig.from_dict(data).validate()
-    if args.out is None:
+    if out_arg is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         scenario = load_scenario(config.scenario).name
-        args.out = f"runs/{config.env_id}__{scenario}__{config.algo}__s{config.seed}__{stamp}"
-    out = Path(args.out)
+        out_arg = f"runs/{config.env_id}__{scenario}__{config.algo}__s{config.seed}__{stamp}"
+    out = Path(out_arg)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} exists and is not a folder; choose a folder path")
-    if not args.resume and out.is_dir() and any(out.iterdir()):
+    if not resume and out.is_dir() and any(out.iterdir()):
         what = "a run; add --resume to continue it" if (out / CONFIG_FILE).is_file() else "other files"
         raise ConfigError(f"--out: {str(out)!r} already holds {what}, or choose another --out (a new or empty folder)")
-    return args, config, out
+    return Run(config, out, resume)
 
 
 def resume_point(out: Path, config: PPOConfig) -> AgentFiles:
@@ -205,16 +277,58 @@ def _earlier_pretrain(out: Path) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "train.py", *argv])
     try:
-        args, config, out = resolve(argv)
+        args, runs, root = resolve(argv)
+        for run in runs:  # every run checked before any trains
+            if run.resume:
+                resume_point(run.out, run.config)
     except ConfigError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    if root is None:
+        return train_run(runs[0], command, args.progress_bar)
+    return train_seeds(args, runs, root, command)
+
+
+def train_seeds(args: Args, runs: list[Run], root: Path, command: str) -> int:
+    """``--seeds``: each run as a task on the backend; the sweep files are rewritten as each seed finishes."""
     try:
-        resumed = resume_point(out, config) if args.resume else None
-    except ConfigError as err:
+        backend = backend_for(args.backend, args.workers, args.ray_address)
+    except BackendError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    import train as this_module  # the task by its module name (not __main__), so spawn and Ray workers import it
+
+    seeds = [run.config.seed for run in runs]
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"[train] {len(seeds)} seeds {format_seeds(seeds)}, {backend.workers} at a time ({backend.name}) -> {root}")
+    try:
+        for seed, _ in backend.map(this_module.train_seed, ({r.config.seed: r for r in runs}, command), seeds):
+            summary = write_sweep_files(root, seeds, command)
+            print(f"[train] seed {seed} done ({summary['n']} of {len(seeds)})")
+    except RuntimeError as err:  # a run that failed: the finished seeds' files are kept; --resume continues
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        backend.close()
+    ratio = summary["final_mean_ratio"]
+    if ratio["mean"] is not None:
+        interval = f"{CONFIDENCE:.0%} interval {ratio['low']:.4f}-{ratio['high']:.4f}"
+        print(f"[train] validation ratio across seeds: {ratio['mean']:.4f} ({interval}); {root / 'seeds_summary.yaml'}")
+    return 0
+
+
+def train_seed(context: tuple[dict[int, Run], str], seed: int) -> int:
+    """One seed of a sweep, wherever it runs (a module-level function: the backends ship it by name)."""
+    runs, command = context
+    return train_run(runs[seed], f"{command}  # this run: seed {seed}", progress_bar=False)
+
+
+def train_run(run: Run, command: str, progress_bar: bool = True) -> int:
+    """Train one run to its ``total_timesteps`` (from its latest checkpoint when ``run.resume``)."""
+    config, out = run.config, run.out
+    resumed = resume_point(out, config) if run.resume else None
     out.mkdir(parents=True, exist_ok=True)
 
     # --- seeding: torch, numpy's legacy global RNG (used inside SB3) and Python's random
@@ -225,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     config.to_file(out / CONFIG_FILE)
     write_yaml(out / "versions.yaml", package_versions())
     with open(out / "TRAIN_COMMAND.txt", "a") as fh:
-        fh.write(shlex.join(["python", "train.py", *argv]) + "\n")
+        fh.write(command + "\n")
 
     # --- hindsight optimum of the validation seeds (solved once; cached on disk)
     optima, note = validation_optima(config)
@@ -266,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     model.learn(
         total_timesteps=remaining,
         callback=callbacks,
-        progress_bar=args.progress_bar,
+        progress_bar=progress_bar,
         reset_num_timesteps=checkpoint is None,
     )
     wall = time.perf_counter() - started

@@ -32,7 +32,7 @@ from rich.table import Table
 from envs.dynamics import KPI_NAMES
 from envs.files import write_atomic
 from envs.reward import TERM_LABELS, TERM_NAMES, TERM_SIGN
-from evaluation.metrics import ratio_to_optimum
+from evaluation.metrics import bootstrap_mean_ci, interquartile_mean, ratio_to_optimum
 from evaluation.policies import HINDSIGHT
 from evaluation.runner import ROW_COLUMNS
 
@@ -100,26 +100,6 @@ def bound_violations(episodes: pd.DataFrame, rtol: float = 1e-6) -> list[str]:
 
 
 # ---------------------------------------------------------------- statistics
-def bootstrap_mean_ci(values: np.ndarray, rng: np.random.Generator, resamples: int, confidence: float):
-    """Percentile bootstrap interval ``(low, high)`` of the mean of ``values`` (NaNs dropped)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.nan, np.nan
-    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
-def interquartile_mean(values: np.ndarray) -> float:
-    values = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
-    if values.size == 0:
-        return np.nan
-    cut = int(0.25 * values.size)
-    return float(values[cut : values.size - cut].mean())
-
-
 def win_rate(a: np.ndarray, b: np.ndarray) -> float:
     """Share of paired seeds where ``a`` beats ``b`` (ties, within ``TIE_RTOL``, count half)."""
     tol = TIE_RTOL * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))

@@ -20,7 +20,7 @@ from conftest import run_evaluate
 
 from envs.dynamics import KPI_NAMES
 from envs.reward import TERM_NAMES
-from evaluation import report
+from evaluation import metrics, report
 from evaluation.policies import HINDSIGHT, EvaluateError
 from evaluation.runner import TIMING_COLUMNS, format_seeds, parse_seeds
 
@@ -186,11 +186,11 @@ def test_rolling_options_reach_the_policy_and_the_run_identity(cache_dir, tmp_pa
 
 
 def test_statistics_helpers():
-    assert report.interquartile_mean(np.array([100.0, 1.0, 2.0, 3.0, 4.0, -50.0, 5.0, 6.0])) == pytest.approx(3.5)
+    assert metrics.interquartile_mean(np.array([100.0, 1.0, 2.0, 3.0, 4.0, -50.0, 5.0, 6.0])) == pytest.approx(3.5)
     assert report.win_rate(np.array([2.0, 1.0, 3.0, 0.0]), np.array([1.0, 1.0, 4.0, 0.0])) == pytest.approx(0.5)
     values = np.arange(20.0)
-    a = report.bootstrap_mean_ci(values, np.random.default_rng(1), 2000, 0.95)
-    b = report.bootstrap_mean_ci(values, np.random.default_rng(1), 2000, 0.95)
+    a = metrics.bootstrap_mean_ci(values, np.random.default_rng(1), 2000, 0.95)
+    b = metrics.bootstrap_mean_ci(values, np.random.default_rng(1), 2000, 0.95)
     assert a == b and a[0] < values.mean() < a[1]
     np.testing.assert_array_equal(report.ratio_to_optimum(np.array([90.0, -110.0]), np.array([100.0, -100.0])),
                                   np.array([0.9, 0.9]))  # fmt: skip

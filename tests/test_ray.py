@@ -1,9 +1,12 @@
 """The Ray backend (evaluation/backends.py) on real clusters started here: the same files as the local
-backend, retried tasks, a node removed mid-run, and clear errors for bad options."""
+backend (evaluate.py and train.py --seeds), retried tasks, a node removed mid-run, and clear errors for
+bad options."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +20,7 @@ from evaluation.runner import TIMING_COLUMNS
 
 pytestmark = pytest.mark.xdist_group("ray")  # one cluster at a time on this machine (--dist loadgroup)
 
+ROOT = Path(__file__).resolve().parents[1]
 POLICIES = "greedy,base-stock,random,rolling-milp"
 
 
@@ -116,6 +120,26 @@ def test_bad_backend_options_stop_before_anything_is_written(tmp_path, extra, wo
     message = " ".join(err.split())
     assert code == 2 and all(w in message for w in words), message
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_train_seeds_on_ray_give_the_runs_of_the_local_backend(tmp_path):
+    """train.py --seeds on a local Ray cluster: the same runs (validation curves, sweep summary) as on the
+    process pool, apart from wall times."""
+    base = ["--scenario", "tiny", "--n-envs", "2", "--n-steps", "24", "--batch-size", "16", "--n-epochs", "2",
+            "--net-arch", "16", "--eval-freq", "48", "--timesteps", "96", "--seeds", "1,3", "--workers", "2",
+            "--no-progress-bar"]  # fmt: skip
+    for backend in ("local", "ray"):
+        command = [sys.executable, str(ROOT / "train.py"), *base, "--backend", backend]
+        command += ["--out", str(tmp_path / backend)]
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("seed_1/eval.csv", "seed_3/eval.csv", "seeds.csv"):
+        local, remote = (pd.read_csv(tmp_path / b / name) for b in ("local", "ray"))
+        timing = [c for c in local.columns if c.startswith("wall_")]
+        pd.testing.assert_frame_equal(local.drop(columns=timing), remote.drop(columns=timing))
+    assert (tmp_path / "ray" / "seed_3" / "policy.safetensors").read_bytes() == (
+        tmp_path / "local" / "seed_3" / "policy.safetensors"
+    ).read_bytes()  # the same weights, trained on another worker
 
 
 def test_make_backend_names_the_flag():

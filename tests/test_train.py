@@ -168,12 +168,13 @@ def test_config_file_then_flags_override(tmp_path):
     path.write_text(
         yaml.safe_dump({"scenario": "tiny", "n_steps": 30, "n_envs": 2, "batch_size": 20, "ent_coef": 0.01})
     )
-    _, config, out = resolve(
-        ["--config", str(path), "--n-steps", "60", "--timesteps", "120", "--out", str(tmp_path / "r")]
-    )
+    argv = ["--config", str(path), "--n-steps", "60", "--timesteps", "120", "--out", str(tmp_path / "r")]
+    _, [run], _ = resolve(argv)
+    config, out = run.config, run.out
     assert (config.n_steps, config.ent_coef, config.batch_size, config.total_timesteps) == (60, 0.01, 20, 120)
     assert out == tmp_path / "r"
-    _, config, out = resolve(["--config", str(path), "--timesteps", "60"])
+    _, [run], _ = resolve(["--config", str(path), "--timesteps", "60"])
+    out = run.out
     assert out.parent == Path("runs") and out.name.startswith("CrossBorderDispatch-v0__tiny__maskable-ppo__s0__")
     path.write_text("n_env: 2\n")
     with pytest.raises(ConfigError, match="unknown config field"):
@@ -252,4 +253,61 @@ def test_unknown_teacher_option_fails_up_front_naming_the_field(tmp_path):
         "--pretrain-teacher-window", "0", check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "pretrain_teacher_window=0 must be an integer >= 1" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+# ------------------------------------------------------------------ several seeds (agents/sweep.py)
+SWEEP = [a for a in BASE if a not in ("--seed", "1")]  # BASE without its single seed
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    train(*SWEEP, "--timesteps", "96", "--seeds", "1,3", "--workers", "2", "--out", str(out))
+    return out
+
+
+def test_seeds_train_one_run_each_and_a_summary_across_them(sweep_dir, run_dir):
+    from agents.sweep import SEED_COLUMNS
+
+    rows = read_csv(sweep_dir / "seeds.csv")
+    assert tuple(rows[0]) == SEED_COLUMNS and [r["seed"] for r in rows] == ["1", "3"]
+    for row in rows:
+        run = sweep_dir / row["run_dir"]
+        assert all((run / name).is_file() for name in AGENT_FILES)
+        assert load_agent(run) is not None and PPOConfig.from_file(run / "config.yaml").seed == int(row["seed"])
+        last = read_csv(run / "eval.csv")[-1]  # the row is the run's own last validation
+        assert (row["timesteps"], row["final_mean_ratio"]) == ("96", last["mean_ratio"])
+    # seed 1 of the sweep is the same run as the single-seed run with --seed 1: same validation curve
+    curve = [(r["timesteps"], r["mean_return"]) for r in read_csv(sweep_dir / "seed_1" / "eval.csv")]
+    assert curve == [(r["timesteps"], r["mean_return"]) for r in read_csv(run_dir / "eval.csv")]
+    summary = yaml.safe_load((sweep_dir / "seeds_summary.yaml").read_text())
+    ratios = [float(r["final_mean_ratio"]) for r in rows]
+    assert summary["seeds"] == [1, 3] and summary["n"] == 2
+    assert summary["final_mean_ratio"]["mean"] == pytest.approx(np.mean(ratios), abs=1e-12)
+    assert min(ratios) <= summary["final_mean_ratio"]["low"] <= summary["final_mean_ratio"]["high"] <= max(ratios)
+    assert "--seeds 1,3" in summary["command"]
+
+
+def test_a_finished_sweep_resumed_trains_nothing_and_changes_nothing(sweep_dir):
+    before = {p: p.read_bytes() for p in sweep_dir.rglob("*.safetensors")}
+    proc = train("--seeds", "1,3", "--resume", "--out", str(sweep_dir), "--no-progress-bar")
+    assert proc.stdout.count("nothing to do") == 2
+    assert before == {p: p.read_bytes() for p in sweep_dir.rglob("*.safetensors")}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--seeds", "0-1", "--seed", "3"], "--seed and --seeds: give one of them"),
+        (["--seeds", "2-1"], "--seeds: range '2-1' is empty"),
+        (["--seeds", "0-1", "--backend", "dask"], "--backend: 'dask' is not allowed; allowed: ['local', 'ray']"),
+        (["--backend", "ray"], "--backend: only with --seeds"),
+        (["--seeds", "0-1", "--ray-address", "auto"], "--ray-address: given, but --backend is 'local'"),
+        (["--seeds", "0-1", "--workers", "0"], "--workers: 0 must be an integer >= 1"),
+    ],
+)
+def test_bad_sweep_flags_fail_up_front(tmp_path, capsys, extra, message):
+    code, err = run_main([*SWEEP, "--timesteps", "96", "--out", str(tmp_path / "bad"), *extra], capsys)
+    assert code == 2 and message in err, err
     assert not (tmp_path / "bad").exists()
