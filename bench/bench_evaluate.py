@@ -40,11 +40,12 @@ TIME_LIMIT = 30.0
 CACHE = ".cache/hindsight"
 
 
-def evaluate(out: Path, seeds: str, workers: int) -> float:
-    """Wall seconds of one ``python evaluate.py`` run."""
+def evaluate(out: Path, seeds: str, workers: int, backend: str = "local") -> float:
+    """Wall seconds of one ``python evaluate.py`` run (the ``make demo`` policies) on ``backend``."""
     policies = ",".join([f"ppo={AGENT}", *BUILTIN])
     options = ["--scenario", "table1", "--policies", policies, "--seeds", seeds, "--workers", str(workers),
                "--time-limit", str(TIME_LIMIT), "--out", str(out), "--cache-dir", CACHE]  # fmt: skip
+    options += ["--backend", backend]
     command = [sys.executable, "evaluate.py", *options]
     t0 = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
