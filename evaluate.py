@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         "against greedy (or against the second listed policy when greedy is first or absent)",
     )
     rolling = RollingHorizonPolicy.DEFAULTS
-    what = {"window": (int, "look-ahead in days"), "time_limit": (float, "seconds per daily solve"),
-            "mip_gap": (float, "relative MIP gap")}  # fmt: skip
+    what = {"window": (int, "look-ahead in days"),
+            "time_limit": (float, "seconds per daily solve; decisions then depend on machine speed when it binds"),
+            "mip_gap": (float, "relative MIP gap"),
+            "node_limit": (int, "branch-and-bound nodes per daily solve")}  # fmt: skip
     for key, flag in ROLLING_FLAGS.items():
         p.add_argument(flag, type=what[key][0], help=f"rolling-milp {what[key][1]} (default: {rolling[key]})")
     p.add_argument(

@@ -110,6 +110,9 @@ class PPOConfig:
         2.0, "rolling-milp teacher only: seconds per daily solve (None: solve to pretrain_teacher_mip_gap)"
     )
     pretrain_teacher_mip_gap: float = _f(1e-4, "rolling-milp teacher only: relative MIP gap of each daily solve")
+    pretrain_teacher_node_limit: int | None = _f(
+        None, "rolling-milp teacher only: branch-and-bound nodes per daily solve (None: no node budget)"
+    )
     pretrain_dagger_rounds: int = _f(
         0, "DAgger rounds after behaviour cloning: the cloned policy plays, the teacher labels its states, refit"
     )
@@ -214,7 +217,12 @@ class PPOConfig:
             need(getattr(self, name) > 0, f"{name}={getattr(self, name)} must be > 0")
         for name in ("ent_coef", "vf_coef"):
             need(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be >= 0")
-        teacher = (self.pretrain_teacher_window, self.pretrain_teacher_time_limit, self.pretrain_teacher_mip_gap)
+        teacher = (
+            self.pretrain_teacher_window,
+            self.pretrain_teacher_time_limit,
+            self.pretrain_teacher_mip_gap,
+            self.pretrain_teacher_node_limit,
+        )
         error = RollingHorizonPolicy.option_error(*teacher)  # the rolling-milp teacher's options, as the policy checks
         if error is not None:
             raise ConfigError(f"pretrain_teacher_{error[1]}")

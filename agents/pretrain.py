@@ -8,9 +8,9 @@ episodes played, so PPO starts from the teacher's level and its value estimates 
 
 Teachers: any heuristic (``base-stock``, ``greedy``, ...) or ``rolling-milp``, the rolling-horizon
 MILP (``baselines/rolling.py``; options ``pretrain_teacher_window``, ``pretrain_teacher_time_limit``,
-``pretrain_teacher_mip_gap``). The rolling MILP sees only what a policy sees (today's view and the
-scenario's forecast), so it is a realizable teacher, not an oracle: cloning it leaks no hindsight.
-It costs a MILP solve per day, so its episodes are few; ``pretrain_dagger_rounds`` then adds DAgger
+``pretrain_teacher_mip_gap``, ``pretrain_teacher_node_limit``). The rolling MILP sees only what a policy
+sees (today's view and the scenario's forecast), so it is a realizable teacher, not an oracle: cloning it
+leaks no hindsight. It costs a MILP solve per day, so its episodes are few; ``pretrain_dagger_rounds`` then adds DAgger
 rounds (Ross et al., 2011): the cloned policy plays ``pretrain_dagger_episodes`` episodes
 (deterministically, as it is evaluated), the teacher labels every state it visits, and the policy
 is refitted on everything gathered so far, so it learns to recover from its own mistakes. Refits
@@ -85,6 +85,7 @@ def make_teacher(config: PPOConfig, scenario):
             window=config.pretrain_teacher_window,
             time_limit=config.pretrain_teacher_time_limit,
             mip_gap=config.pretrain_teacher_mip_gap,
+            node_limit=config.pretrain_teacher_node_limit,
         )
     return make_policy(config.pretrain_teacher, scenario, env_id=config.env_id)
 
@@ -313,6 +314,7 @@ def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
             window=config.pretrain_teacher_window,
             time_limit=config.pretrain_teacher_time_limit,
             mip_gap=config.pretrain_teacher_mip_gap,
+            node_limit=config.pretrain_teacher_node_limit,
             daily_solves=data.daily_solves,
             time_limit_hits=data.time_limit_hits,
         )

@@ -22,7 +22,7 @@ from evaluation.metrics import relative_gap
 class Solution:
     """A solved model. ``objective`` is the exact return of ``plan`` (Eq.5 evaluated at the integer stock)."""
 
-    status: str  # "optimal" or "time_limit"
+    status: str  # "optimal", "time_limit" or "node_limit" (the last two: best plan found, see gap)
     objective: float
     bound: float  # best bound (>= objective: we maximize)
     gap: float  # (bound - objective) / max(|objective|, 1e-9)
@@ -40,6 +40,7 @@ _STATUS_NAMES = {
     highspy.HighsModelStatus.kOptimal: "optimal",
     highspy.HighsModelStatus.kTimeLimit: "time_limit",
     highspy.HighsModelStatus.kInterrupt: "time_limit",
+    highspy.HighsModelStatus.kSolutionLimit: "node_limit",  # the only limit of that kind we set: mip_max_nodes
 }
 
 
@@ -50,12 +51,15 @@ def solve_model(
     max_rounds: int = 200,
     threads: int | None = None,
     decompose: bool = False,
+    node_limit: int | None = None,
 ) -> Solution:
     """Solve, adding violated Eq.5 cuts until none is left (each round warm-started from the last plan).
 
     ``time_limit`` (seconds, all rounds) stops with the best plan, its exact objective and the best bound
     (the bound of a model with fewer cuts is still valid: it is a relaxation). ``mip_gap`` is HiGHS's
-    relative gap (0 = prove optimality). ``decompose`` first solves the SKUs apart (see :func:`_solve_by_sku`;
+    relative gap (0 = prove optimality). ``node_limit`` caps HiGHS's branch-and-bound nodes per cut round
+    (status ``"node_limit"`` when it binds): unlike a time limit it ends every run at the same point, so the plan
+    does not depend on machine speed or load. ``decompose`` first solves the SKUs apart (see :func:`_solve_by_sku`;
     ignored for ``decisions="transfers"``, whose fixed routing rule keeps other SKUs from doing nothing).
     Infeasible, unbounded or solver errors raise :class:`MilpError`.
     """
@@ -63,19 +67,26 @@ def solve_model(
         raise ValueError(f"time_limit={time_limit!r} must be > 0 seconds or None")
     if not 0.0 <= mip_gap < 1.0:
         raise ValueError(f"mip_gap={mip_gap!r} must be in [0, 1)")
+    if node_limit is not None and (
+        isinstance(node_limit, bool) or not isinstance(node_limit, int | np.integer) or node_limit < 1
+    ):
+        raise ValueError(f"node_limit={node_limit!r} must be an integer >= 1 or None")
     t0 = time.perf_counter()
+    limits = (time_limit, mip_gap, max_rounds, threads, node_limit)
     if decompose and model.layout.routes and model.net.K > 1:
-        status, values, bound, rounds = _solve_by_sku(model, time_limit, mip_gap, max_rounds, threads)
+        status, values, bound, rounds = _solve_by_sku(model, *limits)
     else:
-        status, values, bound, rounds = _solve_loop(model, time_limit, mip_gap, max_rounds, threads)
+        status, values, bound, rounds = _solve_loop(model, *limits)
     seconds = time.perf_counter() - t0
     return _solution(model, values, status, bound, seconds, rounds)
 
 
-def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads):
+def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None):
     """HiGHS plus the Eq.5 cut loop on ``model.highs``: ``(status, values or None, bound, rounds)``."""
     h = model.highs
     h.setOptionValue("mip_rel_gap", float(mip_gap))
+    if node_limit is not None:
+        h.setOptionValue("mip_max_nodes", int(node_limit))
     h.setOptionValue("mip_abs_gap", 1e-9)
     h.setOptionValue("random_seed", 0)
     if threads is not None:
@@ -116,7 +127,7 @@ def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads):
     return status, values, bound, rounds
 
 
-def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads):
+def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None):
     """Exact decomposition by SKU: without its capacity rows the model is one independent problem per SKU.
 
     Each SKU is solved alone (the other SKUs' lots and transfers fixed to 0: their part is then the do-nothing
@@ -153,7 +164,7 @@ def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads
         if left is not None and left <= 0:
             bounded = False
             break
-        status, values, bound, r = _solve_loop(sub, left, mip_gap, max_rounds, threads)
+        status, values, bound, r = _solve_loop(sub, left, mip_gap, max_rounds, threads, node_limit)
         rounds += r
         total_bound += bound  # a bound even when the SKU stopped on its limit
         if status != "optimal" or values is None:
@@ -166,7 +177,7 @@ def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads
         if feasible:
             return "optimal", values, total_bound, rounds
     left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 1e-3)
-    status, values, bound, r = _solve_loop(model, left, mip_gap, max_rounds, threads)
+    status, values, bound, r = _solve_loop(model, left, mip_gap, max_rounds, threads, node_limit)
     return status, values, (min(bound, total_bound) if bounded else bound), rounds + r
 
 

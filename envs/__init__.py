@@ -8,14 +8,16 @@ Modules, bottom up (each imports only those above it): ``files``, ``lots``, ``re
 (terms, signs, per-unit formulas), ``forecast`` (expectations), ``network`` (the compiled
 scenario and every coefficient), ``layout`` (decision modes, the action layout),
 ``realization`` (the random trace and its compiled ``Trace``), ``scenario`` (validated data),
-``view``, ``kernels`` (the day's rules as compiled loops over a batch axis), ``dynamics`` (the transition of
-one state), ``dispatch_env`` (the Gymnasium env), ``batched`` (``B`` episodes at once, ``gym.make_vec``).
+``generate`` (scenarios drawn from a seed and a size), ``view``, ``kernels`` (the day's rules as
+compiled loops over a batch axis), ``dynamics`` (the transition of one state), ``dispatch_env`` (the
+Gymnasium env), ``batched`` (``B`` episodes at once, ``gym.make_vec``).
 """
 
 from gymnasium.envs.registration import register, registry
 
 from envs.dispatch_env import CrossBorderDispatchEnv
 from envs.forecast import expected_demand
+from envs.generate import generate_scenario
 from envs.layout import DECISIONS, ENV_IDS, ActionLayout, action_layout, decisions_of
 from envs.realization import Realization
 from envs.reward import TERM_NAMES
@@ -42,6 +44,7 @@ __all__ = [
     "action_layout",
     "decisions_of",
     "expected_demand",
+    "generate_scenario",
     "load_scenario",
     "preset_names",
 ]

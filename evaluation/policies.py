@@ -97,7 +97,12 @@ def parse_policies(text: str) -> list[PolicySpec]:
     return specs
 
 
-ROLLING_FLAGS = {"window": "--rolling-window", "time_limit": "--rolling-time-limit", "mip_gap": "--rolling-mip-gap"}
+ROLLING_FLAGS = {
+    "window": "--rolling-window",
+    "time_limit": "--rolling-time-limit",
+    "mip_gap": "--rolling-mip-gap",
+    "node_limit": "--rolling-node-limit",
+}
 
 
 def rolling_options(given: dict, listed: bool) -> tuple[tuple[str, object], ...]:

@@ -1,18 +1,9 @@
 """Write the preset scenarios to ``envs/scenarios/*.yaml``.
 
-The presets are shipped as data files; this script is how they were made and the
-place where the calibration to the source paper's Table 1 is written down:
-
-* avg logistics cost per export order (USD): United States 6.4, Europe 6.7,
-  Southeast Asia 4.8, Latin America 7.2;
-* transit ranges (days), air / sea: US 6-8 / 13-15, Europe 7-9 / 14-17,
-  Southeast Asia 3-5 / 8-10, Latin America 8-10 / 16-21;
-* customs clearance plus last mile is over half of the cost of an order.
-
-Calibration rule (checked by ``tests/test_calibration.py``): under the *typical mode
-mix* ``TYPICAL_MIX`` (30% air, 70% sea, hub-shipped orders), the expected Eq.1 cost
-per order of each market equals its Table 1 figure; the per-order fee (customs +
-last mile) is 55% of it and the air line haul costs 3x the sea line haul.
+The presets are shipped as data files; this script is how they were made. Their
+calibration to the source paper's Table 1 (cost per order and transit days per market,
+the typical 30/70 air/sea mix, the fee share) is written down once, in
+``envs/generate.py``, which also draws scenarios of other shapes from a seed.
 
 Run: ``python scripts/make_presets.py`` (deterministic; rerunning rewrites equal files).
 """
@@ -26,22 +17,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from envs.generate import TABLE1, WEEKLY, express_lane, hub_lane  # noqa: E402
 from envs.scenario import PRESET_DIR, Scenario  # noqa: E402
 
-TYPICAL_MIX = {"air": 0.3, "sea": 0.7}
-FEE_SHARE = 0.55  # customs clearance + last mile share of the cost per order
-AIR_OVER_SEA = 3.0  # air line haul / sea line haul per unit
-COST_PER_TRANSIT_DAY = 0.05  # v of Eq.1: USD per unit per day in transit
-ABNORMAL = {"air": (0.05, (2, 4)), "sea": (0.10, (3, 6))}  # probability, extra days
-CLOSURE = {"air": 0.02, "sea": 0.02}
-
-# market: (Table 1 cost, air days, sea days, air km, sea km, SLA days)
-TABLE1 = {
-    "United States": (6.4, (6, 8), (13, 15), 11_000, 11_500, 8),
-    "Europe": (6.7, (7, 9), (14, 17), 8_500, 19_000, 9),
-    "Southeast Asia": (4.8, (3, 5), (8, 10), 3_000, 3_500, 5),
-    "Latin America": (7.2, (8, 10), (16, 21), 17_000, 18_500, 10),
-}
+# market: (Table 1 cost, air days, sea days, air km, sea km, SLA days); calibration in envs/generate.py
 SKUS = [  # name, unit profit, lost-sale penalty
     ("apparel", 12.0, 4.0),
     ("electronics", 30.0, 8.0),
@@ -55,55 +34,8 @@ DEMAND = {  # units/day per SKU, in SKUS order
     "Southeast Asia": [3.0, 1.0, 2.0, 3.0, 2.0],
     "Latin America": [2.0, 1.0, 1.0, 2.0, 1.0],
 }
-WEEKLY = [1.0, 0.95, 0.95, 1.0, 1.05, 1.1, 0.95]
 OVERSEAS = {"US-WH": "United States", "EU-WH": "Europe", "SEA-WH": "Southeast Asia"}
 TRANSFER = {"US-WH": (0.9, (13, 15)), "EU-WH": (1.0, (14, 17)), "SEA-WH": (0.5, (8, 10))}
-
-
-def mean_days(days: tuple[int, int], mode: str, with_abnormal: bool = True) -> float:
-    p, extra = ABNORMAL[mode]
-    return (days[0] + days[1]) / 2 + (p * (extra[0] + extra[1]) / 2 if with_abnormal else 0.0)
-
-
-def hub_lane(market: str, mode: str) -> dict:
-    """A hub delivery lane whose expected cost under TYPICAL_MIX reproduces Table 1."""
-    cost, air, sea, air_km, sea_km, _ = TABLE1[market]
-    fee = FEE_SHARE * cost
-    haul = (1 - FEE_SHARE) * cost
-    sea_haul = haul / (TYPICAL_MIX["air"] * AIR_OVER_SEA + TYPICAL_MIX["sea"])
-    line_haul = sea_haul * (AIR_OVER_SEA if mode == "air" else 1.0)
-    days, km = (air, air_km) if mode == "air" else (sea, sea_km)
-    per_km = (line_haul - mean_days(days, mode) * COST_PER_TRANSIT_DAY) / km
-    p, extra = ABNORMAL[mode]
-    return {
-        "warehouse": "CN-hub",
-        "region": market,
-        "mode": mode,
-        "distance_km": float(km),
-        "cost_per_km": round(per_km, 9),
-        "cost_per_transit_day": COST_PER_TRANSIT_DAY,
-        "fee_per_order": round(fee, 6),
-        "transit_days": list(days),
-        "abnormal_delay_prob": p,
-        "abnormal_delay_days": list(extra),
-        "closure_prob": CLOSURE[mode],
-    }
-
-
-def express_lane(warehouse: str, region: str, km: float, per_km: float, fee: float, days: tuple[int, int]) -> dict:
-    return {
-        "warehouse": warehouse,
-        "region": region,
-        "mode": "express",
-        "distance_km": km,
-        "cost_per_km": per_km,
-        "cost_per_transit_day": COST_PER_TRANSIT_DAY,
-        "fee_per_order": fee,
-        "transit_days": list(days),
-        "abnormal_delay_prob": 0.02,
-        "abnormal_delay_days": [1, 2],
-        "closure_prob": 0.01,
-    }
 
 
 def table1(horizon: int = 30) -> dict:
@@ -344,8 +276,7 @@ def large(seed: int = 7) -> dict:
         )
         for h in hubs:
             for mode in ("air", "sea"):
-                lane = hub_lane(market, mode) | {"warehouse": h, "region": name}
-                lanes.append(lane)
+                lanes.append(hub_lane(market, mode, h, name))
         lanes.append(express_lane(home_wh, name, 700.0, 0.0015, 2.5, (2, 4)))
         lanes.append(express_lane(overseas[(r + 3) % len(overseas)], name, 2_500.0, 0.001, 3.5, (3, 6)))
     transfers = [

@@ -6,9 +6,6 @@ computed from the scenario's lanes (and, as a cross-check, from what the environ
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -28,12 +25,10 @@ MODE_COLUMN = {"air": 1, "sea": 2}
 
 
 def typical_mix() -> dict[str, float]:
-    """The documented typical mode mix of hub-shipped orders (``TYPICAL_MIX`` in scripts/make_presets.py)."""
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_presets.py"
-    spec = importlib.util.spec_from_file_location("make_presets", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.TYPICAL_MIX
+    """The documented typical mode mix of hub-shipped orders (``TYPICAL_MIX`` in envs/generate.py)."""
+    from envs.generate import TYPICAL_MIX
+
+    return TYPICAL_MIX
 
 
 def hub_lanes(scenario) -> dict[tuple[str, str], int]:

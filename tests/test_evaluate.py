@@ -175,7 +175,8 @@ def test_rolling_options_reach_the_policy_and_the_run_identity(cache_dir, tmp_pa
     assert run("1", tmp_path / "w1")[0] == 0 and run("3", tmp_path / "w3")[0] == 0
     configs = [json.loads((tmp_path / w / "config.json").read_text()) for w in ("w1", "w3")]
     [opts1, opts3] = [[p for p in c["run"]["policies"] if p["label"] == "rolling-milp"][0]["options"] for c in configs]
-    assert dict(opts1) == {"window": 1, "time_limit": 2.0, "mip_gap": 0.01} and dict(opts3)["window"] == 3
+    assert dict(opts1) == {"window": 1, "time_limit": None, "mip_gap": 0.01, "node_limit": 1000}
+    assert dict(opts3)["window"] == 3
     returns = [pd.read_csv(tmp_path / w / "episodes.csv").query("policy == 'rolling-milp'")["return"].to_numpy()
                for w in ("w1", "w3")]  # fmt: skip
     assert not np.allclose(returns[0], returns[1])  # a 1-day window cannot see transfers pay off
@@ -299,6 +300,8 @@ def routing_agent(tmp_path_factory) -> Path:
         ({"--policies": "rolling-milp", "--rolling-window": "0"}, ["--rolling-window", "window=0", "integer >= 1"]),
         ({"--policies": "rolling-milp", "--rolling-mip-gap": "1.5"}, ["--rolling-mip-gap", "in [0, 1)"]),
         ({"--policies": "rolling-milp", "--rolling-time-limit": "0"}, ["--rolling-time-limit", "> 0"]),
+        ({"--policies": "rolling-milp", "--rolling-node-limit": "0"}, ["--rolling-node-limit", "integer >= 1"]),
+        ({"--rolling-node-limit": "5"}, ["--rolling-node-limit", "rolling-milp is not in --policies"]),
         ({"agent": "routing"}, ["ppo=", "env id 'CrossBorderRouting-v0'", "--env is 'CrossBorderDispatch-v0'"]),
         ({"agent": "tiny", "--scenario": "table1"}, ["ppo=", "scenario 'tiny'", "does not fit scenario 'table1'"]),
     ],
