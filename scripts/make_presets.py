@@ -146,6 +146,25 @@ def promo() -> dict:
     return d
 
 
+SCARCE_SUPPLY = 0.4  # share of the expected weekly demand the hub receives each week (table1: 0.8)
+
+
+def scarce() -> dict:
+    """table1 with supply well below demand: stock must be allocated between markets, sales are lost."""
+    d = table1()
+    d["name"] = "scarce"
+    d["description"] = (
+        f"table1 with supply at {SCARCE_SUPPLY:g} of expected demand and a third of the opening stock: allocating "
+        "scarce stock between markets (Eq.2, Eq.5), lost sales and transfers decide the return."
+    )
+    for w in d["warehouses"]:
+        w["initial_stock"] = {k: v // 3 for k, v in w["initial_stock"].items()}
+    weekly_need = {n: 7 * sum(DEMAND[m][i] for m in TABLE1) for i, (n, _, _) in enumerate(SKUS)}
+    for sh in d["supplier_shipments"]:
+        sh["quantity"] = int(SCARCE_SUPPLY * weekly_need[sh["sku"]])
+    return d
+
+
 def tiny() -> dict:
     """Small enough to enumerate every action sequence (a few thousand) in the tests."""
     return {
@@ -316,7 +335,14 @@ def large(seed: int = 7) -> dict:
     }
 
 
-PRESETS = {"tiny": tiny, "table1": table1, "table1-det": table1_det, "promo": promo, "large": large}
+PRESETS = {
+    "tiny": tiny,
+    "table1": table1,
+    "table1-det": table1_det,
+    "promo": promo,
+    "scarce": scarce,
+    "large": large,
+}
 
 
 def main() -> None:

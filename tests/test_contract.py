@@ -48,6 +48,7 @@ PRESET_CASES = [
     ("table1-det", "CrossBorderDispatch-v0", 0),
     ("promo", "CrossBorderDispatch-v0", 0),
     ("promo", "CrossBorderTransfer-v0", 4),
+    ("scarce", "CrossBorderDispatch-v0", 0),
 ]
 
 

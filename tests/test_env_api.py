@@ -28,7 +28,7 @@ KPI_NAMES = (
 )
 
 ENV_IDS = list(envs.ENV_IDS)
-SMALL_PRESETS = ["tiny", "table1", "table1-det", "promo"]  # every preset but `large`
+SMALL_PRESETS = ["tiny", "table1", "table1-det", "promo", "scarce"]  # every preset but `large`
 
 
 @pytest.mark.parametrize("preset", SMALL_PRESETS)

@@ -36,7 +36,7 @@ def tiny_home_hub() -> Scenario:
     return Scenario.from_dict(data)
 
 
-SCENARIOS = {name: load_scenario(name) for name in ("tiny", "table1", "table1-det", "promo")}
+SCENARIOS = {name: load_scenario(name) for name in ("tiny", "table1", "table1-det", "promo", "scarce")}
 SCENARIOS["tiny-home-hub"] = tiny_home_hub()
 
 

@@ -201,7 +201,7 @@ def test_bad_files_raise_scenario_error(tmp_path, name, text, fragment):
         load_scenario(path)
 
 
-@pytest.mark.parametrize("preset", ["tiny", "table1", "table1-det", "promo", "large"])
+@pytest.mark.parametrize("preset", ["tiny", "table1", "table1-det", "promo", "scarce", "large"])
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_round_trip_is_lossless(tmp_path, preset, suffix):
     first = Scenario.from_file(PRESET_DIR / f"{preset}.yaml")
@@ -230,14 +230,14 @@ def test_load_scenario_accepts_name_path_and_object():
     assert load_scenario(tiny) is tiny
 
 
-@pytest.mark.parametrize("preset", ["tiny", "table1", "table1-det", "promo", "large"])
+@pytest.mark.parametrize("preset", ["tiny", "table1", "table1-det", "promo", "scarce", "large"])
 def test_shipped_presets_are_what_make_presets_writes(preset):
     builder = _make_presets().PRESETS[preset]
     assert Scenario.from_dict(builder()) == load_scenario(preset)
 
 
 def test_presets_have_the_promised_shape():
-    assert set(preset_names()) >= {"tiny", "table1", "table1-det", "promo", "large"}
+    assert set(preset_names()) >= {"tiny", "table1", "table1-det", "promo", "scarce", "large"}
     t1 = load_scenario("table1")
     kinds = {w.name: w.kind for w in t1.warehouses}
     assert sorted(kinds.values()) == ["hub", "overseas", "overseas", "overseas"]
@@ -257,6 +257,14 @@ def test_presets_have_the_promised_shape():
     )
     assert min(ln.closure_prob for ln in promo.delivery_lanes) > max(ln.closure_prob for ln in t1.delivery_lanes)
     assert min(ln.abnormal_delay_prob for ln in promo.delivery_lanes) > 0
+    # scarce: the table1 network, but the opening stock plus supply cover well under the horizon's demand
+    scarce = load_scenario("scarce")
+    assert [w.name for w in scarce.warehouses] == [w.name for w in t1.warehouses]
+    assert scarce.delivery_lanes == t1.delivery_lanes and scarce.transfer_lanes == t1.transfer_lanes
+    demand = envs.expected_demand(scarce).sum()
+    deliveries = sum(-(-scarce.horizon_days // 7) * sh.quantity for sh in scarce.supplier_shipments)
+    opening = sum(sum(w.initial_stock.values()) for w in scarce.warehouses)
+    assert opening + deliveries < 0.8 * demand
     det = load_scenario("table1-det")
     assert (
         det.deterministic
