@@ -61,6 +61,8 @@ class BatchedDispatchEnv(VectorEnv):
         mode = AutoresetMode(autoreset_mode)
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode='Disabled' is not supported; allowed: 'NextStep', 'SameStep'")
+        if render_mode is not None:  # a picture of B episodes is B pictures: render a single env instead
+            raise ValueError(f"render_mode={render_mode!r} is not supported by the batched env; allowed: None")
         # the single env of the same arguments: its checks, spaces, scales and forecast table are the batch's
         self.single = single = CrossBorderDispatchEnv(scenario, decisions, forecast_days, render_mode)
         self.metadata = {**self.metadata, "autoreset_mode": mode}

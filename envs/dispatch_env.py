@@ -15,6 +15,7 @@ from envs.forecast import demand_cap, expected_demand, expected_supply
 from envs.kernels import advance, observe
 from envs.layout import Decisions, action_layout, check_decisions
 from envs.realization import Realization, Trace
+from envs.render import ansi_frame, rgb_frame, routed_units
 from envs.reward import TERM_NAMES
 from envs.scenario import Scenario, load_scenario
 from envs.view import DayView
@@ -140,7 +141,15 @@ class CrossBorderDispatchEnv(gym.Env):
     | ``scenario`` | preset name, YAML/JSON path or ``Scenario`` | ``"table1"`` | the network |
     | ``decisions`` | ``"both"``, ``"routing"``, ``"transfers"`` | set by the id | which choices the action holds |
     | ``forecast_days`` | int in 0..365 | 3 | days of demand forecast in the observation |
-    | ``render_mode`` | ``None`` | ``None`` | no rendering (accepted for the Gymnasium API) |
+    | ``render_mode`` | ``None``, ``"ansi"``, ``"rgb_array"`` | ``None`` | what ``render()`` returns (below) |
+
+    ## Rendering
+
+    ``render()`` draws the current day (:mod:`envs.render`). ``"ansi"``: a text table (on hand / target
+    per warehouse and SKU, units in transit, today's demand per region and SKU, closed lanes, the last
+    day's reward terms). ``"rgb_array"``: a ``uint8 [320, 768, 3]`` picture: on-hand units per warehouse
+    and SKU with their Eq.5 targets, and the units the last action routed per delivery lane and sent per
+    transfer lane. With ``render_mode=None`` nothing is recorded and ``render()`` returns ``None``.
 
     ```python
     import gymnasium as gym
@@ -158,7 +167,7 @@ class CrossBorderDispatchEnv(gym.Env):
     * v0: initial release.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
 
     def __init__(
         self,
@@ -170,9 +179,11 @@ class CrossBorderDispatchEnv(gym.Env):
         check_decisions(decisions)
         if isinstance(forecast_days, bool) or not isinstance(forecast_days, int) or not 0 <= forecast_days <= 365:
             raise ValueError(f"forecast_days={forecast_days!r} must be an integer in 0..365 (days)")
-        if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; allowed: None (this env does not render)")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r} is not supported; allowed: None, 'ansi', 'rgb_array'")
         self.render_mode = render_mode
+        self.last_terms: dict[str, float] | None = None  # the last step's reward terms (for render)
+        self.last_routed: tuple[np.ndarray, np.ndarray] | None = None  # units per lane of the last action
         self.scenario = load_scenario(scenario)
         self.decisions = decisions
         self.forecast_days = forecast_days
@@ -245,6 +256,7 @@ class CrossBorderDispatchEnv(gym.Env):
         self.realization = real
         self.trace = Trace.compile(self.net, real)
         self.state = initial_state(self.net, self.trace)
+        self.last_terms = self.last_routed = None
         return self._observation(), {"action_mask": self.action_masks(), "day": 0}
 
     def step(self, action):
@@ -254,13 +266,25 @@ class CrossBorderDispatchEnv(gym.Env):
             raise RuntimeError("the episode has ended; call reset()")
         action = self.layout.check(action)
         day = self.state.day
+        if self.render_mode is not None:  # recorded only when rendering: a plain step stays one kernel call
+            self.last_routed = routed_units(self, action)
         terms = self._advance(action)
+        if self.render_mode is not None:
+            self.last_terms = terms
         reward = reward_of(terms)
         terminated = day + 1 >= self.net.T
         info = {"reward_terms": terms, "day": day, "action_mask": self._masks["flat"].copy()}
         if terminated:
             info["episode_kpis"] = episode_kpis(self.state)
         return self._observed, reward, terminated, False, info
+
+    def render(self):
+        """The current day as text (``"ansi"``) or a picture (``"rgb_array"``); ``None`` without a render mode."""
+        if self.render_mode is None:
+            return None
+        if self.state is None:
+            raise RuntimeError("call reset() before render()")
+        return ansi_frame(self) if self.render_mode == "ansi" else rgb_frame(self)
 
     def action_masks(self) -> np.ndarray:
         """Flat bool mask of length ``sum(nvec)``: True where a choice is feasible alone today."""

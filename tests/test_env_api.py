@@ -68,7 +68,7 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match=r"forecast_days=-1 must be an integer in 0..365"):
         CrossBorderDispatchEnv("tiny", forecast_days=-1)
     assert gym.make("CrossBorderDispatch-v0", scenario="tiny", render_mode=None).unwrapped.render_mode is None
-    with pytest.raises(ValueError, match=r"render_mode='human' is not supported; allowed: None"):
+    with pytest.raises(ValueError, match=r"render_mode='human' is not supported; allowed: None, 'ansi', 'rgb_array'"):
         CrossBorderDispatchEnv("tiny", render_mode="human")
     data = load_scenario("tiny").to_dict()
     data["transfer_lanes"] = []
@@ -369,3 +369,37 @@ def test_observation_blocks_hold_what_the_table_says(env_id, masked_action):
         expected[: len(ahead)] = ahead
         assert np.allclose(block["forecast"] * base.demand_scale, expected.reshape(-1), rtol=1e-6)
         obs, *_ = env.step(masked_action(rng, env))
+
+
+@pytest.mark.parametrize("preset", [*SMALL_PRESETS, "large"])
+def test_both_render_modes_draw_the_day_and_follow_the_state(preset):
+    from baselines import make_policy
+
+    text_env = gym.make("CrossBorderDispatch-v0", scenario=preset, render_mode="ansi")
+    picture_env = gym.make("CrossBorderDispatch-v0", scenario=preset, render_mode="rgb_array")
+    policy = make_policy("greedy", preset)
+    frames = []
+    for env in (text_env, picture_env):
+        env.reset(seed=3)
+        policy.reset(3)
+        first = env.render()
+        action = policy.act(None, env.unwrapped.view())
+        env.step(action)
+        frames.append((first, env.render(), action))
+    (text0, text1, action), (image0, image1, _) = frames
+    scen = load_scenario(preset)
+    # the text names every warehouse with its on-hand / target, the day, and the last day's reward terms
+    assert f"day 0 of {scen.horizon_days}" in text0 and f"day 1 of {scen.horizon_days}" in text1
+    on_hand = text_env.unwrapped.state.on_hand
+    target = text_env.unwrapped.net.target_stock
+    for w, wh in enumerate(scen.warehouses):
+        row = next(line for line in text1.splitlines() if line.startswith(wh.name[:14]))
+        assert f"{on_hand[w, 0]}/{target[w, 0]}" in row
+    assert "last day (USD)" not in text0 and all(name in text1 for name in envs.TERM_NAMES)
+    # the picture: its promised shape, and it changes with the state and the action
+    assert image0.shape == image1.shape == (320, 768, 3) and image0.dtype == np.uint8
+    assert not np.array_equal(image0, image1)
+    routed, sent = picture_env.unwrapped.last_routed
+    lots, transfers = picture_env.unwrapped.layout.split(action)
+    assert routed.sum() == text_env.unwrapped.trace.lots[0][lots > 0].sum()
+    assert CrossBorderDispatchEnv(preset).render() is None  # no render mode: nothing drawn
