@@ -14,7 +14,9 @@ Written into ``--out``:
 * ``ratio_to_optimum.png``, ``return_decomposition.png``: the plots;
 * ``table3_<baseline>_vs_<policy>.csv`` and ``.png``: the paper's Table 3 form per ``--compare``;
 * ``config.json``, ``scenario.yaml``: the resolved configuration, package versions, the scenario;
-* ``rows/``: one file per finished episode, what makes an interrupted run resumable.
+* ``rows/``: one file per finished episode, what makes an interrupted run resumable;
+* with ``--timeline SEEDS``: ``timeline/seed_<s>.csv`` and ``.png``, each policy's day by day (stock per
+  warehouse, units shipped per mode, transfers) beside the hindsight optimum's.
 
 Rerunning the same command resumes an interrupted run (finished rows are not redone) and,
 on a finished run, changes no file. Results do not depend on ``--workers``; only the
@@ -35,6 +37,7 @@ from evaluation import report, runner
 from evaluation.backends import BACKENDS, BackendError, backend_for
 from evaluation.cache import DEFAULT_CACHE_DIR
 from evaluation.policies import HINDSIGHT, ROLLING_FLAGS, EvaluateError, builtin_policy_names
+from evaluation.timeline import write_timelines
 
 BOOTSTRAP_RESAMPLES = 10_000
 CONFIDENCE = 0.95
@@ -88,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         "they hold, so only for checkpoints whose origin you trust (README, 'Trust model')",
     )
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resampling (default: 0)")
+    p.add_argument(
+        "--timeline",
+        metavar="SEEDS",
+        help=f"for these seeds (some of --seeds, at most {MAX_TIMELINE_SEEDS}) write timeline/seed_<s>.csv and .png: "
+        "each policy's stock per warehouse, units shipped per mode and transfers, day by day, beside the optimum",
+    )
     return p
 
 
@@ -111,6 +120,22 @@ def parse_compare(values: list[str] | None, labels: list[str]) -> list[tuple[str
     return pairs
 
 
+MAX_TIMELINE_SEEDS = 20
+
+
+def parse_timeline(text: str | None, run: runner.EvalRun) -> tuple[int, ...]:
+    """The ``--timeline`` seeds: each one of the run's ``--seeds``."""
+    if text is None:
+        return ()
+    seeds = runner.parse_seeds(text, flag="--timeline")
+    outside = [s for s in seeds if s not in run.seeds]
+    if outside:
+        raise EvaluateError(f"--timeline: seeds {outside[:10]} are not in --seeds; give seeds this run plays")
+    if len(seeds) > MAX_TIMELINE_SEEDS:
+        raise EvaluateError(f"--timeline: {len(seeds)} seeds; at most {MAX_TIMELINE_SEEDS} (a picture each)")
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -126,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EvaluateError(f"--workers: {args.workers} must be an integer >= 1")
         if args.bootstrap_seed < 0:
             raise EvaluateError(f"--bootstrap-seed: {args.bootstrap_seed} must be an integer >= 0")
+        timeline_seeds = parse_timeline(args.timeline, run)
         runner.check_out(args.out, run)
         backend = backend_for(args.backend, args.workers, args.ray_address)
     except (EvaluateError, BackendError) as err:
@@ -165,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     if report.time_limit_note(episodes):
         print(f"note: {report.time_limit_note(episodes)}", file=sys.stderr)
     report.print_report(summary, tables)
+    if timeline_seeds:
+        write_timelines(args.out / "timeline", runner.timelines(run, timeline_seeds))
+        print(f"timelines of seeds {runner.format_seeds(timeline_seeds)} in {args.out / 'timeline'}/")
     print(f"results in {args.out}/ (episodes.csv, summary.csv, plots, config.json)")
     return 0
 

@@ -148,7 +148,7 @@ class CrossBorderDispatchEnv(gym.Env):
     ``render()`` draws the current day (:mod:`envs.render`). ``"ansi"``: a text table (on hand / target
     per warehouse and SKU, units in transit, today's demand per region and SKU, closed lanes, the last
     day's reward terms). ``"rgb_array"``: a ``uint8 [320, 768, 3]`` picture: on-hand units per warehouse
-    and SKU with their Eq.5 targets, and the units the last action routed per delivery lane and sent per
+    and SKU with their Eq.5 targets, and the units the last action shipped per delivery lane and asked to send per
     transfer lane. With ``render_mode=None`` nothing is recorded and ``render()`` returns ``None``.
 
     ```python

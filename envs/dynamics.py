@@ -86,6 +86,21 @@ def kernel_net(net: Network) -> kernels.NetArrays:
     return kernels.net_arrays(net)
 
 
+def lots_shipped(
+    net: Network, lots: np.ndarray, delivery_open: np.ndarray, on_hand: np.ndarray, lot_choice: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """What today's lot choices ship, by the env's own rule (:func:`envs.kernels._ship_lots`, slot order, whole
+    lots, open lanes, stock left): ``(units [S], lane [S])`` per lot slot (lane -1: not shipped). ``on_hand``
+    ``[W, K]`` is the stock at the start of the day; it is not changed."""
+    sent = np.empty(net.n_lots, dtype=np.int64)
+    lane_of = np.empty(net.n_lots, dtype=np.int64)
+    stock = np.array(on_hand, dtype=np.int64)
+    choice = np.ascontiguousarray(lot_choice, dtype=np.int64)
+    kernels._ship_lots(kernel_net(net), np.ascontiguousarray(lots, dtype=np.int64),
+                       np.ascontiguousarray(delivery_open, dtype=np.bool_), stock, choice, sent, lane_of)  # fmt: skip
+    return sent, lane_of
+
+
 def initial_state(net: Network, trace: Trace) -> State:
     """Day 0 with its arrivals on hand."""
     arrays = (

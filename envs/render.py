@@ -4,14 +4,15 @@
 * ``ansi``: the day, on hand / target per warehouse and SKU, units in transit per warehouse, today's demand
   per region and SKU (units in lots), closed lanes, and the last day's reward terms (USD).
 * ``rgb_array``: ``uint8 [H, W, 3]``; left, on-hand units per warehouse and SKU (bars) with the Eq.5
-  targets (ticks); right, the units the last action routed per delivery lane and the units it sent per
-  transfer lane.
+  targets (ticks); right, the units the last action shipped per delivery lane and the units it asked to
+  send per transfer lane.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from envs.dynamics import lots_shipped
 from envs.reward import TERM_NAMES
 
 FIGURE_INCHES = (9.6, 4.0)
@@ -19,15 +20,13 @@ FIGURE_DPI = 80  # 768 x 320 pixels
 
 
 def routed_units(env, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Units the action routes per delivery lane ``[D]`` (lots as chosen, before the stock check) and units it
-    sends per transfer lane ``[L]``, on the env's current day (call before ``step``)."""
-    net, layout = env.net, env.layout
+    """Units the action ships per delivery lane ``[D]`` (exactly what the env will ship: the same rule) and the
+    units it asks to send per transfer lane ``[L]``, on the env's current day (call before ``step``)."""
+    net, layout, st = env.net, env.layout, env.state
     lots, transfers = layout.split(np.asarray(action, dtype=np.int64))
+    sent, lane = lots_shipped(net, env.trace.lots[st.day], env.realization.delivery_open[st.day], st.on_hand, lots)
     by_lane = np.zeros(net.D, dtype=np.int64)
-    sizes = env.trace.lots[env.state.day]
-    lane = net.lot_lane_table[np.arange(net.n_lots), lots]
-    chosen = lane >= 0
-    np.add.at(by_lane, lane[chosen], sizes[chosen])
+    np.add.at(by_lane, lane[lane >= 0], sent[lane >= 0])
     by_transfer = np.zeros(net.L, dtype=np.int64)
     units = net.transfer_qty_table[np.arange(net.L * net.K), transfers]
     np.add.at(by_transfer, net.transfer_slot_lane, units)
@@ -93,9 +92,9 @@ def rgb_frame(env) -> np.ndarray:
     right.barh(np.arange(len(keep)), values[keep], color=[colors[i] for i in keep])
     right.set_yticks(np.arange(len(keep)), [labels[i] for i in keep], fontsize=6)
     right.invert_yaxis()
-    right.set_xlabel("units, last action, largest 24 (blue: routed lots, orange: transfers)", fontsize=7)
+    right.set_xlabel("units, last action, largest 24 (blue: lots shipped, orange: transfers asked)", fontsize=7)
     if not len(keep):
-        right.text(0.5, 0.5, "nothing routed yet", ha="center", va="center", transform=right.transAxes)
+        right.text(0.5, 0.5, "nothing shipped yet", ha="center", va="center", transform=right.transAxes)
     fig.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gymnasium as gym
+import pandas as pd
 import yaml
 
 from baselines.rolling import RollingHorizonPolicy
@@ -53,6 +54,7 @@ from evaluation.policies import (
     rolling_options,
 )
 from evaluation.provenance import package_versions
+from evaluation.timeline import episode_timeline
 
 MILP_COLUMNS = ("milp_status", "milp_objective", "milp_bound", "milp_gap", "milp_seconds")
 # one row file holds these keys; report.py adds hindsight_return, ratio_to_optimum and ratio_to_bound
@@ -68,28 +70,28 @@ MAX_SEEDS = 100_000  # seeds per run
 
 
 # ------------------------------------------------------------------ parsing
-def parse_seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(text: str, flag: str = "--seeds") -> tuple[int, ...]:
     """``"1000-1099"``, ``"1,5,9-12"`` -> seeds in the order given (ranges inclusive, no duplicates)."""
     allowed = "a seed N, a range A-B with A <= B, or a comma-separated list of these (e.g. 1000-1099 or 1,5,9-12)"
     seeds: list[int] = []
     for item in text.split(","):
         m = _SEED_ITEM.match(item.strip())
         if m is None:
-            raise EvaluateError(f"--seeds: {item.strip()!r} is malformed; allowed: {allowed}")
+            raise EvaluateError(f"{flag}: {item.strip()!r} is malformed; allowed: {allowed}")
         start = int(m[1])
         end = int(m[2]) if m[2] is not None else start
         if end > MAX_SEED:
-            raise EvaluateError(f"--seeds: {item.strip()!r} goes past the largest seed, {MAX_SEED}; allowed: {allowed}")
+            raise EvaluateError(f"{flag}: {item.strip()!r} goes past the largest seed, {MAX_SEED}; allowed: {allowed}")
         if end < start:
             raise EvaluateError(
-                f"--seeds: range {item.strip()!r} is empty (end {end} < start {start}); allowed: {allowed}"
+                f"{flag}: range {item.strip()!r} is empty (end {end} < start {start}); allowed: {allowed}"
             )
         if len(seeds) + end - start + 1 > MAX_SEEDS:
-            raise EvaluateError(f"--seeds: more than {MAX_SEEDS:,} seeds; split the study into several runs")
+            raise EvaluateError(f"{flag}: more than {MAX_SEEDS:,} seeds; split the study into several runs")
         seeds.extend(range(start, end + 1))
     repeated = sorted({s for s in seeds if seeds.count(s) > 1}) if len(seeds) != len(set(seeds)) else []
     if repeated:
-        raise EvaluateError(f"--seeds: seeds {repeated[:10]} are listed more than once; list each seed once")
+        raise EvaluateError(f"{flag}: seeds {repeated[:10]} are listed more than once; list each seed once")
     return tuple(seeds)
 
 
@@ -422,6 +424,26 @@ def _milp_stats(policy) -> dict:
 
 def _finite_or_none(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def timelines(run: EvalRun, seeds: Iterable[int]) -> dict[int, pd.DataFrame]:
+    """Per seed, every policy's day-by-day :func:`evaluation.timeline.episode_timeline` (the hindsight optimum's
+    plan from the cache the run filled), played here in this process."""
+    context = _WorkerContext(run)
+    out = {}
+    for seed in seeds:
+        frames = []
+        for spec in run.policies:
+            if spec.kind == "hindsight":
+                solved = cached_hindsight(
+                    run.scenario, seed, env_id=run.env_id, cache_dir=run.cache_dir, time_limit=run.time_limit
+                )
+                env, policy = context.env(None), PlanReplay(solved.plan, name=HINDSIGHT)
+            else:
+                env, policy = context.env(spec.forecast_days), context.policy(spec)
+            frames.append(episode_timeline(env, policy, seed, label=spec.label))
+        out[int(seed)] = pd.concat(frames, ignore_index=True)
+    return out
 
 
 def shippable(run: EvalRun, backend) -> EvalRun:

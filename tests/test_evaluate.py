@@ -348,3 +348,49 @@ def test_make_demo_runs_evaluate_and_prints_the_table(tmp_path):
         assert label in done.stdout
     assert f"Table 3 form: {'ppo' if shipped else 'rolling-milp'} against greedy" in done.stdout
     assert (tmp_path / "demo" / "summary.csv").is_file()
+
+
+def test_timelines_of_chosen_seeds_agree_with_the_episodes(cache_dir, tmp_path):
+    out = tmp_path / "timeline-run"
+    args = ["--scenario", "table1-det", "--policies", "greedy,base-stock", "--seeds", "0-2", "--out", str(out),
+            "--workers", "1", "--cache-dir", str(cache_dir), "--time-limit", "5", "--timeline", "0,2"]  # fmt: skip
+    code, stdout, stderr = run_main(args)
+    assert code == 0, stderr
+    assert sorted(p.name for p in (out / "timeline").iterdir()) == [
+        "seed_0.csv", "seed_0.png", "seed_2.csv", "seed_2.png"
+    ]
+    episodes = pd.read_csv(out / "episodes.csv").set_index(["policy", "seed"])
+    for seed in (0, 2):
+        frame = pd.read_csv(out / "timeline" / f"seed_{seed}.csv")
+        assert list(frame["policy"].unique()) == [HINDSIGHT, "greedy", "base-stock"]
+        for policy, part in frame.groupby("policy"):
+            row = episodes.loc[(policy, seed)]
+            assert list(part["day"]) == list(range(30))
+            # the day-by-day figures add up to what the episode row reports
+            assert part["reward"].sum() == pytest.approx(row["return"], rel=1e-9, abs=1e-6)
+            assert part["units_shipped"].sum() == row["units_shipped"]
+            assert part["units_transferred"].sum() == row["units_transferred"]
+            shipped = part[[c for c in part.columns if c.startswith("shipped:")]].sum(axis=1)
+            assert (shipped == part["units_shipped"]).all()
+            assert (part[[c for c in part.columns if c.startswith("on_hand:")]] >= 0).all().all()
+        image = plt_image(out / "timeline" / f"seed_{seed}.png")
+        assert image.ndim == 3 and image.shape[0] > 200 and image.std() > 0
+
+
+def plt_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+@pytest.mark.parametrize(
+    ("timeline", "words"),
+    [("7", ["--timeline", "seeds [7] are not in --seeds"]), ("x", ["--timeline", "'x' is malformed"])],
+)
+def test_bad_timeline_seeds_stop_before_anything_is_written(timeline, words, tmp_path):
+    out = tmp_path / "bad"
+    args = ["--scenario", "tiny", "--policies", "greedy", "--seeds", "0-1", "--out", str(out), "--workers", "1",
+            "--timeline", timeline]  # fmt: skip
+    code, _, stderr = run_main(args)
+    assert code == 2 and all(w in " ".join(stderr.split()) for w in words), stderr
+    assert not out.exists()
