@@ -16,7 +16,7 @@ import numpy as np
 
 from baselines.heuristics import HEURISTICS
 from baselines.milp_model import DispatchModel, build_model
-from baselines.milp_solve import solve_model
+from baselines.milp_solve import solve_model, solver_version
 from baselines.plan_input import hindsight_input
 from envs.files import atomic_target
 from envs.layout import decisions_of
@@ -127,8 +127,12 @@ def solve_hindsight(
     time_limit: float | None = None,
     mip_gap: float = 0.0,
     eq5_cuts: str = "lazy",
+    solver: str = "highs",
 ) -> HindsightResult:
     """Exact optimum (or best plan within ``time_limit`` seconds) of one realization for ``env_id``.
+
+    ``solver``: ``"highs"`` (default) or ``"scip"`` (:data:`baselines.milp_solve.SOLVERS`); recorded with its
+    version in ``extra``.
 
     A time limit returns status ``"time_limit"`` with the best plan, bound and gap; any other
     non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`. When the limit stops
@@ -144,10 +148,10 @@ def solve_hindsight(
     real = realization_of(scen, seed_or_realization)
     model = build_hindsight(scen, real, env_id, eq5_cuts=eq5_cuts)
     left = None if time_limit is None else max(time_limit - model.build_seconds, 1e-3)
-    sol = solve_model(model, time_limit=left, mip_gap=mip_gap, decompose=True)
+    sol = solve_model(model, time_limit=left, mip_gap=mip_gap, decompose=True, solver=solver)
     plan = plan_actions(model, sol.lot_choice, sol.transfer_choice)
     objective, terms = sol.objective, sol.terms
-    extra = {"eq5_cuts": len(model.cut_segments)}
+    extra = {"eq5_cuts": len(model.cut_segments), "solver": solver, "solver_version": solver_version(solver)}
     if sol.status != "optimal":  # stopped early: keep the best of the incumbent and simple feasible plans
         incumbent = (plan, objective, terms) if sol.found_plan else None
         plan, objective, terms, source = fallback_plan(scen, real, env_id, plan, incumbent)

@@ -7,8 +7,11 @@ bound and gap read together, as the contract tests require.
 
 from __future__ import annotations
 
+import importlib.metadata
+import tempfile
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import highspy
 import numpy as np
@@ -52,15 +55,18 @@ def solve_model(
     threads: int | None = None,
     decompose: bool = False,
     node_limit: int | None = None,
+    solver: str = "highs",
 ) -> Solution:
     """Solve, adding violated Eq.5 cuts until none is left (each round warm-started from the last plan).
 
     ``time_limit`` (seconds, all rounds) stops with the best plan, its exact objective and the best bound
-    (the bound of a model with fewer cuts is still valid: it is a relaxation). ``mip_gap`` is HiGHS's
-    relative gap (0 = prove optimality). ``node_limit`` caps HiGHS's branch-and-bound nodes per cut round
-    (status ``"node_limit"`` when it binds): unlike a time limit it ends every run at the same point, so the plan
-    does not depend on machine speed or load. ``decompose`` first solves the SKUs apart (see :func:`_solve_by_sku`;
-    ignored for ``decisions="transfers"``, whose fixed routing rule keeps other SKUs from doing nothing).
+    (the bound of a model with fewer cuts is still valid: it is a relaxation). ``mip_gap`` is the solver's
+    relative gap (0 = prove optimality). ``node_limit`` caps the branch-and-bound nodes per cut round (status
+    ``"node_limit"`` when it binds): unlike a time limit it ends every run at the same point, so the plan does
+    not depend on machine speed or load. ``solver`` is ``"highs"`` (default) or ``"scip"`` (pyscipopt, the
+    same model read from MPS), for the monolith and the SKU subproblems alike. ``decompose`` first solves the
+    SKUs apart (see :func:`_solve_by_sku`; ignored for ``decisions="transfers"``, whose fixed routing rule
+    keeps other SKUs from doing nothing).
     Infeasible, unbounded or solver errors raise :class:`MilpError`.
     """
     if time_limit is not None and not time_limit > 0:
@@ -71,8 +77,10 @@ def solve_model(
         isinstance(node_limit, bool) or not isinstance(node_limit, int | np.integer) or node_limit < 1
     ):
         raise ValueError(f"node_limit={node_limit!r} must be an integer >= 1 or None")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver={solver!r} is not allowed; allowed: {list(SOLVERS)}")
     t0 = time.perf_counter()
-    limits = (time_limit, mip_gap, max_rounds, threads, node_limit)
+    limits = (time_limit, mip_gap, max_rounds, threads, node_limit, solver)
     if decompose and model.layout.routes and model.net.K > 1:
         status, values, bound, rounds = _solve_by_sku(model, *limits)
     else:
@@ -81,37 +89,23 @@ def solve_model(
     return _solution(model, values, status, bound, seconds, rounds)
 
 
-def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None):
-    """HiGHS plus the Eq.5 cut loop on ``model.highs``: ``(status, values or None, bound, rounds)``."""
-    h = model.highs
-    h.setOptionValue("mip_rel_gap", float(mip_gap))
-    if node_limit is not None:
-        h.setOptionValue("mip_max_nodes", int(node_limit))
-    h.setOptionValue("mip_abs_gap", 1e-9)
-    h.setOptionValue("random_seed", 0)
-    if threads is not None:
-        h.setOptionValue("threads", int(threads))
+def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None, solver="highs"):
+    """The solver plus the Eq.5 cut loop on ``model.highs``: ``(status, values or None, bound, rounds)``."""
+    run = SOLVERS[solver]
     t0 = time.perf_counter()
-    rounds, status, values, bound = 0, "optimal", None, float("inf")
+    rounds, status, values, bound, start = 0, "optimal", None, float("inf"), None
     while True:
         rounds += 1
+        left = None
         if time_limit is not None:
             left = time_limit - (time.perf_counter() - t0)
             if left <= 0:
                 status = "time_limit"
                 break
-            h.setOptionValue("time_limit", float(left))
-        h.run()
-        ms = h.getModelStatus()
-        info = h.getInfo()
-        has_plan = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        if ms not in _STATUS_NAMES:
-            name = h.modelStatusToString(ms)
-            raise MilpError(f"HiGHS ended with status {name!r}: no plan (a model bug, not a limit)")
-        status = _STATUS_NAMES[ms]
-        bound = min(float(info.mip_dual_bound), simple_bound(model))
-        if has_plan:
-            values = np.array(h.getSolution().col_value)
+        status, found, solver_bound = run(model, left, mip_gap, node_limit, threads, start)
+        bound = min(solver_bound, simple_bound(model))
+        if found is not None:
+            values = found
         if status != "optimal" or values is None:
             break
         pos, seg = _violated_cuts(model, values)
@@ -122,12 +116,88 @@ def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, 
             break
         if model.add_eq5_cuts(pos, seg) == 0:
             break  # the cuts are in: e sits below them only by the solver's feasibility tolerance
-        values = _raise_e(model, values)
-        h.setSolution(len(values), np.arange(len(values), dtype=np.int32), values)
+        values = start = _raise_e(model, values)
     return status, values, bound, rounds
 
 
-def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None):
+def _run_highs(model: DispatchModel, left, mip_gap, node_limit, threads, start):
+    """One HiGHS solve of ``model.highs``: ``(status, column values or None, dual bound)``."""
+    h = model.highs
+    h.setOptionValue("mip_rel_gap", float(mip_gap))
+    h.setOptionValue("mip_abs_gap", 1e-9)
+    h.setOptionValue("random_seed", 0)
+    if node_limit is not None:
+        h.setOptionValue("mip_max_nodes", int(node_limit))
+    if threads is not None:
+        h.setOptionValue("threads", int(threads))
+    h.setOptionValue("time_limit", float(left) if left is not None else float("inf"))
+    if start is not None:
+        h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
+    h.run()
+    ms = h.getModelStatus()
+    info = h.getInfo()
+    if ms not in _STATUS_NAMES:
+        name = h.modelStatusToString(ms)
+        raise MilpError(f"HiGHS ended with status {name!r}: no plan (a model bug, not a limit)")
+    has_plan = info.primal_solution_status == 2  # kSolutionStatusFeasible
+    values = np.array(h.getSolution().col_value) if has_plan else None
+    return _STATUS_NAMES[ms], values, float(info.mip_dual_bound)
+
+
+_SCIP_STATUS = {"optimal": "optimal", "gaplimit": "optimal", "timelimit": "time_limit", "userinterrupt": "time_limit",
+                "nodelimit": "node_limit", "totalnodelimit": "node_limit"}  # fmt: skip
+
+
+def _run_scip(model: DispatchModel, left, mip_gap, node_limit, threads, start):
+    """One SCIP solve (pyscipopt) of the same model: HiGHS writes it as MPS, SCIP reads it (no second builder,
+    so both solvers see the very same rows). ``threads`` is ignored (SCIP's search is single-threaded)."""
+    from pyscipopt import Model as ScipModel  # deferred: only runs that ask for SCIP load it
+
+    scip = ScipModel()
+    scip.hideOutput()
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "model.mps")
+        model.highs.writeModel(path)
+        scip.readProblem(path)
+    scip.setParam("limits/gap", float(mip_gap))
+    scip.setParam("limits/absgap", 1e-9)
+    scip.setParam("randomization/randomseedshift", 0)
+    if left is not None:
+        scip.setParam("limits/time", float(left))
+    if node_limit is not None:
+        scip.setParam("limits/nodes", int(node_limit))
+    variables = sorted(scip.getVars(), key=lambda v: int(v.name[1:]))  # HiGHS names its columns c0, c1, ...
+    if len(variables) != model.n_cols:
+        raise MilpError(f"SCIP read {len(variables)} columns from the MPS file, the model has {model.n_cols}")
+    if start is not None:
+        sol = scip.createSol()
+        for var, value in zip(variables, start, strict=True):
+            scip.setSolVal(sol, var, float(value))
+        scip.addSol(sol, free=True)
+    scip.optimize()
+    name = scip.getStatus()
+    if name not in _SCIP_STATUS:
+        raise MilpError(f"SCIP ended with status {name!r}: no plan (a model bug, not a limit)")
+    values = None
+    if scip.getNSols() > 0:
+        best = scip.getBestSol()
+        values = np.array([scip.getSolVal(best, var) for var in variables])
+    return _SCIP_STATUS[name], values, float(scip.getDualbound())
+
+
+SOLVERS = {"highs": _run_highs, "scip": _run_scip}  # solver name -> one MIP solve of a built model
+
+
+def solver_version(solver: str) -> str:
+    """The version of ``solver`` this process runs (HiGHS's library version, SCIP's via pyscipopt)."""
+    if solver == "highs":
+        return highspy.Highs().version()
+    from pyscipopt import Model as ScipModel
+
+    return f"SCIP {ScipModel().version()} (pyscipopt {importlib.metadata.version('pyscipopt')})"
+
+
+def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None, solver="highs"):
     """Exact decomposition by SKU: without its capacity rows the model is one independent problem per SKU.
 
     Each SKU is solved alone (the other SKUs' lots and transfers fixed to 0: their part is then the do-nothing
@@ -164,7 +234,7 @@ def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads
         if left is not None and left <= 0:
             bounded = False
             break
-        status, values, bound, r = _solve_loop(sub, left, mip_gap, max_rounds, threads, node_limit)
+        status, values, bound, r = _solve_loop(sub, left, mip_gap, max_rounds, threads, node_limit, solver)
         rounds += r
         total_bound += bound  # a bound even when the SKU stopped on its limit
         if status != "optimal" or values is None:
@@ -177,7 +247,7 @@ def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads
         if feasible:
             return "optimal", values, total_bound, rounds
     left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 1e-3)
-    status, values, bound, r = _solve_loop(model, left, mip_gap, max_rounds, threads, node_limit)
+    status, values, bound, r = _solve_loop(model, left, mip_gap, max_rounds, threads, node_limit, solver)
     return status, values, (min(bound, total_bound) if bounded else bound), rounds + r
 
 
