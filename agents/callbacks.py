@@ -29,6 +29,7 @@ from agents.factory import make_eval_env
 from agents.policy import PPOAgent, agent_meta, save_agent
 from envs.reward import TERM_NAMES
 from envs.scenario import load_scenario
+from evaluation.answer_key import CERTIFIED_GAP
 from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
 from evaluation.episode import run_episode
 from evaluation.metrics import ratio_to_optimum
@@ -110,8 +111,9 @@ def validation_optima(config: PPOConfig, seeds=VALIDATION_SEEDS, echo=print) -> 
     results = {}
     for seed in seeds:
         results[int(seed)] = result = cached_hindsight(
-            scenario, seed, env_id=config.env_id, cache_dir=DEFAULT_CACHE_DIR, time_limit=config.hindsight_time_limit
-        )
+            scenario, seed, env_id=config.env_id, cache_dir=DEFAULT_CACHE_DIR, time_limit=config.hindsight_time_limit,
+            mip_gap=CERTIFIED_GAP,
+        )  # fmt: skip
         echo(f"[train] hindsight seed {seed}: {result.status}, objective {result.objective:.2f}, gap {result.gap:.4f}")
     objectives = {s: float(r.objective) for s, r in results.items()}
     statuses = sorted({r.status for r in results.values()})

@@ -52,6 +52,7 @@ from envs.network import Network
 from envs.reward import TERM_NAMES, imbalance_per_pair, signed_sum, transfer_revenue
 
 INF = highspy.kHighsInf
+MODEL_VERSION = 2  # bump when the MILP changes what a solved plan means (cache entries and answer-key rows name it)
 EQ5_CUT_MODES = ("lazy", "all")
 
 

@@ -41,6 +41,7 @@ from envs.files import folder_problem, remove_stale, write_atomic
 from envs.layout import ENV_IDS
 from envs.reward import TERM_NAMES
 from envs.scenario import Scenario, ScenarioError, load_scenario
+from evaluation.answer_key import CERTIFIED_GAP
 from evaluation.backends import LocalBackend, RayBackend, cached
 from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
 from evaluation.episode import EpisodeResult, PlanReplay, run_episode
@@ -104,10 +105,11 @@ class EvalRun:
     env_id: str
     policies: tuple[PolicySpec, ...]  # the hindsight MILP first
     seeds: tuple[int, ...]
-    time_limit: float | None  # seconds per hindsight solve; None = prove optimality
+    time_limit: float | None  # seconds per hindsight solve; None = certify (or prove, hindsight_mip_gap 0)
     cache_dir: str  # hindsight cache folder
     scenario_source: str = ""  # the preset name or file the scenario came from, as given
     warnings: tuple[str, ...] = field(default=(), compare=False)  # things worth telling, not errors
+    hindsight_mip_gap: float = CERTIFIED_GAP  # the certificate: a replayed plan and a bound within this gap
 
     @property
     def labels(self) -> list[str]:
@@ -125,6 +127,7 @@ class EvalRun:
             "policies": [p.identity() for p in self.policies],
             "seeds": list(self.seeds),
             "hindsight_time_limit": self.time_limit,
+            "hindsight_mip_gap": self.hindsight_mip_gap,
         }
 
     def describe(self) -> dict:
@@ -373,11 +376,14 @@ class _WorkerContext:
         row.update(_milp_stats(policy))
         return row
 
-    def _hindsight_row(self, seed: int) -> dict:
+    def hindsight(self, seed: int):
+        """The seed's optimum: the answer key's certified row, else the cache, else a solve."""
         run = self.run
-        solved = cached_hindsight(
-            run.scenario, seed, env_id=run.env_id, cache_dir=run.cache_dir, time_limit=run.time_limit
-        )
+        return cached_hindsight(run.scenario, seed, env_id=run.env_id, cache_dir=run.cache_dir,
+                                time_limit=run.time_limit, mip_gap=run.hindsight_mip_gap)  # fmt: skip
+
+    def _hindsight_row(self, seed: int) -> dict:
+        solved = self.hindsight(seed)
         result = run_episode(self.env(None), PlanReplay(solved.plan, name=HINDSIGHT), seed)
         if abs(result.episode_return - solved.objective) > REPLAY_RTOL * max(1.0, abs(solved.objective)):
             raise RuntimeError(
@@ -435,10 +441,7 @@ def timelines(run: EvalRun, seeds: Iterable[int]) -> dict[int, pd.DataFrame]:
         frames = []
         for spec in run.policies:
             if spec.kind == "hindsight":
-                solved = cached_hindsight(
-                    run.scenario, seed, env_id=run.env_id, cache_dir=run.cache_dir, time_limit=run.time_limit
-                )
-                env, policy = context.env(None), PlanReplay(solved.plan, name=HINDSIGHT)
+                env, policy = context.env(None), PlanReplay(context.hindsight(seed).plan, name=HINDSIGHT)
             else:
                 env, policy = context.env(spec.forecast_days), context.policy(spec)
             frames.append(episode_timeline(env, policy, seed, label=spec.label))
