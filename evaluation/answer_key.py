@@ -52,7 +52,7 @@ def key_path(scenario_name: str, env_id: str, folder: Path | None = None) -> Pat
     return (KEY_DIR if folder is None else Path(folder)) / f"{scenario_name}__{env_id}.csv"
 
 
-def _digest(row: dict) -> str:
+def row_digest(row: dict) -> str:
     fields = [f"{name}={row[name]!r}" for name in COLUMNS if name != "sha256"]
     return hashlib.sha256("\n".join(fields).encode()).hexdigest()
 
@@ -68,7 +68,7 @@ def key_row(scenario: Scenario, env_id: str, result: HindsightResult, mip_gap: f
         "model_version": int(MODEL_VERSION), "seconds": round(float(result.seconds), 3), "days": int(plan.shape[0]),
         "action_size": int(plan.shape[1]), "plan": " ".join(map(str, plan.ravel().tolist())),
     }  # fmt: skip
-    row["sha256"] = _digest(row)
+    row["sha256"] = row_digest(row)
     return row
 
 
@@ -129,7 +129,7 @@ def row_problem(row: dict, scenario: Scenario, env_id: str) -> tuple[str | None,
 
 
 def _static_problem(row: dict, scenario: Scenario, env_id: str) -> str | None:
-    if row["sha256"] != _digest(row):
+    if row["sha256"] != row_digest(row):
         return "its content does not match its checksum (edited or damaged)"
     if row["content_hash"] != scenario.content_hash() or row["scenario"] != scenario.name:
         return f"it was made for another version of scenario {row['scenario']!r} (content hash differs): stale"

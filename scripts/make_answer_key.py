@@ -13,16 +13,29 @@ run resumes; the file is rewritten whole after each seed. The standard sets are 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baselines import solve_hindsight  # noqa: E402
 from baselines.milp_solve import SOLVERS  # noqa: E402
 from envs import ENV_IDS, ScenarioError, load_scenario  # noqa: E402
-from evaluation.answer_key import CERTIFIED_GAP, KEY_DIR, key_path, key_row, read_key, row_problem, write_key  # noqa: E402
+from evaluation.answer_key import (  # noqa: E402
+    CERTIFIED_GAP,
+    KEY_DIR,
+    key_path,
+    key_row,
+    read_key,
+    row_digest,
+    row_problem,
+    write_key,
+)
 from evaluation.backends import BACKENDS, BackendError, backend_for  # noqa: E402
 from evaluation.policies import EvaluateError  # noqa: E402
 from evaluation.runner import parse_seeds  # noqa: E402
@@ -35,6 +48,23 @@ def solve_row(context: tuple, seed: int) -> dict:
     if result.status != "optimal":
         raise RuntimeError(f"seed {seed} was not certified (status {result.status}, gap {result.gap:.2e})")
     return key_row(scenario, env_id, result, CERTIFIED_GAP)
+
+
+def realization_digest(scenario, seed: int) -> str:
+    """What the seed's realization holds (its seed aside): seeds with equal digests have the same optimum."""
+    real = scenario.sample(seed)
+    digest = hashlib.sha256()
+    for f in dataclasses.fields(real):
+        if f.name != "seed":
+            digest.update(np.ascontiguousarray(getattr(real, f.name)).tobytes())
+    return digest.hexdigest()
+
+
+def as_seed(row: dict, seed: int) -> dict:
+    """The row of a seed whose realization equals ``row``'s (a deterministic scenario: every seed alike)."""
+    out = {**row, "seed": int(seed)}
+    out["sha256"] = row_digest(out)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,15 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     path = key_path(scenario.name, args.env, args.out)
     rows = {s: r for s, r in read_key(path).items() if row_problem(r, scenario, args.env)[0] is None}
     todo = [s for s in seeds if s not in rows]
-    print(f"{path}: {len(seeds) - len(todo)} of {len(seeds)} seeds already certified; solving {len(todo)} "
-          f"({backend.workers} workers, {backend.name}, {args.solver})", flush=True)  # fmt: skip
+    groups: dict[str, list[int]] = {}  # equal realizations are solved once (every seed of a deterministic one)
+    for seed in todo:
+        groups.setdefault(realization_digest(scenario, seed), []).append(seed)
+    print(f"{path}: {len(seeds) - len(todo)} of {len(seeds)} seeds already certified; solving {len(groups)} "
+          f"distinct realizations of the {len(todo)} others ({backend.workers} workers, {backend.name}, "
+          f"{args.solver})", flush=True)  # fmt: skip
     started = time.perf_counter()
+    first = {members[0]: members for members in groups.values()}
     try:
-        for seed, row in backend.map(solve_row, (scenario, args.env, args.solver), todo):
-            rows[seed] = row
+        for seed, row in backend.map(solve_row, (scenario, args.env, args.solver), list(first)):
+            for member in first[seed]:
+                rows[member] = as_seed(row, member)
             write_key(path, list(rows.values()))
             print(f"seed {seed}: objective {row['objective']:,.2f}, bound {row['bound']:,.2f}, gap {row['gap']:.2e}, "
-                  f"{row['seconds']:.1f} s", flush=True)  # fmt: skip
+                  f"{row['seconds']:.1f} s" + (f" (and {len(first[seed]) - 1} seeds alike)" if len(first[seed]) > 1
+                  else ""), flush=True)  # fmt: skip
     finally:
         backend.close()
     print(f"{len(todo)} seeds solved in {time.perf_counter() - started:.0f} s; {len(rows)} rows in {path}")

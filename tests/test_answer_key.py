@@ -18,11 +18,11 @@ from evaluation.answer_key import (
     CERTIFIED_GAP,
     KEY_DIR,
     AnswerKeyWarning,
-    _digest,
     key_path,
     key_row,
     lookup,
     read_key,
+    row_digest,
     row_problem,
     write_key,
 )
@@ -78,7 +78,7 @@ def _edit(path: Path, seed: int, change: dict, rehash: bool) -> None:
     rows = read_key(path)
     row = {**rows[seed], **change}
     if rehash:
-        row["sha256"] = _digest(row)
+        row["sha256"] = row_digest(row)
     rows = {**rows, seed: row}
     write_key(path, list(rows.values()))
 
@@ -153,7 +153,7 @@ def test_the_maker_resumes_and_names_bad_flags(tmp_path, capsys):
     first = (tmp_path / "tiny__CrossBorderDispatch-v0.csv").read_bytes()  # seeds 0-2
     assert maker.main([*base, "--seeds", "0-4"]) == 0
     out = capsys.readouterr().out
-    assert "3 of 5 seeds already certified; solving 2" in out
+    assert "3 of 5 seeds already certified; solving 2 distinct realizations of the 2 others" in out
     path = tmp_path / "tiny__CrossBorderDispatch-v0.csv"
     assert sorted(read_key(path)) == [0, 1, 2, 3, 4]
     assert first.splitlines()[1] in path.read_bytes().splitlines()  # seed 0 kept as it was, not solved again
