@@ -214,41 +214,59 @@ def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads
     fixed_x, fixed_y = np.zeros(len(model.x_cols)), np.zeros(len(model.y_cols))
     _, dn_values = _fixed_plan_values(model, fixed_x, fixed_y)
     do_nothing = _solution(model, dn_values, "optimal", 0.0, 0.0, 0).objective
-    total_bound, rounds, ok = -(K - 1) * do_nothing, 0, dn_values is not None
-    bounded = ok
-    for k in range(K if ok else 0):
-        lp = model.highs.getLp()
-        upper = np.array(lp.col_upper_)
-        upper[model.x_cols[x_sku != k]] = 0.0
-        upper[model.y_cols[y_sku != k]] = 0.0
-        lp.col_upper_ = upper
-        row_lower, row_upper = np.array(lp.row_lower_), np.array(lp.row_upper_)
-        row_lower[model.capacity_rows], row_upper[model.capacity_rows] = -INF, INF
-        lp.row_lower_, lp.row_upper_ = row_lower, row_upper
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        h.passModel(lp)
-        sub = replace(model, highs=h, cut_segments=set(model.cut_segments))
-        # with a time limit, the SKUs share at most half of it, in turn (the rest is left for the whole model)
-        left = None if time_limit is None else 0.5 * time_limit - (time.perf_counter() - t0)
-        if left is not None and left <= 0:
-            bounded = False
+    ok = bounded = dn_values is not None
+    rounds, total_bound, gaps = 0, float("inf"), [mip_gap] * K
+    # A SKU's model also carries the other SKUs' do-nothing value, so its relative gap is of a larger number than
+    # its share of the whole: SKU gaps at mip_gap can add up past mip_gap of the total. A second pass then gives
+    # each SKU an equal share of the allowed total slack, as a gap relative to its own objective.
+    for _ in range(2 if ok else 0):
+        total_bound, ok, bounded = -(K - 1) * do_nothing, True, True
+        sub_bounds = []
+        for k in range(K):
+            # with a time limit, the SKUs share at most half of it, in turn (the rest is left for the whole model)
+            left = None if time_limit is None else 0.5 * time_limit - (time.perf_counter() - t0)
+            if left is not None and left <= 0:
+                bounded = False
+                break
+            sub = _sku_model(model, k, x_sku, y_sku)
+            status, values, bound, r = _solve_loop(sub, left, gaps[k], max_rounds, threads, node_limit, solver)
+            rounds += r
+            total_bound += bound  # a bound even when the SKU stopped on its limit
+            sub_bounds.append(bound)
+            if status != "optimal" or values is None:
+                ok = False
+                continue
+            fixed_x[x_sku == k] = np.rint(values[model.x_cols[x_sku == k]])
+            fixed_y[y_sku == k] = np.rint(values[model.y_cols[y_sku == k]])
+        if not (ok and bounded):
             break
-        status, values, bound, r = _solve_loop(sub, left, mip_gap, max_rounds, threads, node_limit, solver)
-        rounds += r
-        total_bound += bound  # a bound even when the SKU stopped on its limit
-        if status != "optimal" or values is None:
-            ok = False
-            continue
-        fixed_x[x_sku == k] = np.rint(values[model.x_cols[x_sku == k]])
-        fixed_y[y_sku == k] = np.rint(values[model.y_cols[y_sku == k]])
-    if ok and bounded:
         feasible, values = _fixed_plan_values(model, fixed_x, fixed_y)
-        if feasible:
+        if not feasible:
+            break  # a capacity row is violated: the whole model decides
+        objective = _solution(model, values, "optimal", total_bound, 0.0, 0).objective
+        if relative_gap(total_bound, objective) <= mip_gap:
             return "optimal", values, total_bound, rounds
+        slack = mip_gap * abs(objective) / K
+        gaps = [min(mip_gap, slack / max(abs(b), 1e-9)) for b in sub_bounds]
     left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 1e-3)
     status, values, bound, r = _solve_loop(model, left, mip_gap, max_rounds, threads, node_limit, solver)
     return status, values, (min(bound, total_bound) if bounded else bound), rounds + r
+
+
+def _sku_model(model: DispatchModel, k: int, x_sku: np.ndarray, y_sku: np.ndarray) -> DispatchModel:
+    """SKU ``k`` alone: the other SKUs' lots and transfers fixed to 0, the capacity rows dropped."""
+    lp = model.highs.getLp()
+    upper = np.array(lp.col_upper_)
+    upper[model.x_cols[x_sku != k]] = 0.0
+    upper[model.y_cols[y_sku != k]] = 0.0
+    lp.col_upper_ = upper
+    row_lower, row_upper = np.array(lp.row_lower_), np.array(lp.row_upper_)
+    row_lower[model.capacity_rows], row_upper[model.capacity_rows] = -INF, INF
+    lp.row_lower_, lp.row_upper_ = row_lower, row_upper
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    return replace(model, highs=h, cut_segments=set(model.cut_segments))
 
 
 def _fixed_plan_values(model: DispatchModel, x: np.ndarray, y: np.ndarray) -> tuple[bool, np.ndarray | None]:

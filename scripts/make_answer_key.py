@@ -45,7 +45,9 @@ def solve_row(context: tuple, seed: int) -> dict:
     """One certified row (runs in a worker)."""
     scenario, env_id, solver = context
     result = solve_hindsight(scenario, seed, env_id, mip_gap=CERTIFIED_GAP, solver=solver)
-    if result.status != "optimal":
+    if result.status == "optimal" and result.gap > CERTIFIED_GAP:  # the solver's gap measure is not quite ours
+        result = solve_hindsight(scenario, seed, env_id, mip_gap=CERTIFIED_GAP / 10, solver=solver)
+    if result.status != "optimal" or result.gap > CERTIFIED_GAP:
         raise RuntimeError(f"seed {seed} was not certified (status {result.status}, gap {result.gap:.2e})")
     return key_row(scenario, env_id, result, CERTIFIED_GAP)
 
