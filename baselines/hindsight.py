@@ -128,11 +128,12 @@ def solve_hindsight(
     mip_gap: float = 0.0,
     eq5_cuts: str = "lazy",
     solver: str = "highs",
+    threads: int | None = None,
 ) -> HindsightResult:
     """Exact optimum (or best plan within ``time_limit`` seconds) of one realization for ``env_id``.
 
     ``solver``: ``"highs"`` (default) or ``"scip"`` (:data:`baselines.milp_solve.SOLVERS`); recorded with its
-    version in ``extra``.
+    version in ``extra``. ``threads`` caps the solver's threads (None: its default; 1 suits one solve per core).
 
     A time limit returns status ``"time_limit"`` with the best plan, bound and gap; any other
     non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`. When the limit stops
@@ -148,7 +149,7 @@ def solve_hindsight(
     real = realization_of(scen, seed_or_realization)
     model = build_hindsight(scen, real, env_id, eq5_cuts=eq5_cuts)
     left = None if time_limit is None else max(time_limit - model.build_seconds, 1e-3)
-    sol = solve_model(model, time_limit=left, mip_gap=mip_gap, decompose=True, solver=solver)
+    sol = solve_model(model, time_limit=left, mip_gap=mip_gap, decompose=True, solver=solver, threads=threads)
     plan = plan_actions(model, sol.lot_choice, sol.transfer_choice)
     objective, terms = sol.objective, sol.terms
     extra = {"eq5_cuts": len(model.cut_segments), "solver": solver, "solver_version": solver_version(solver)}
