@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -346,6 +349,24 @@ def test_shipped_agent_loads_fits_its_env_and_beats_greedy_on_a_held_out_seed(sc
     first, again = run_episode(env, agent, EVAL_SEED_START), run_episode(env, agent, EVAL_SEED_START)
     assert first.episode_return == again.episode_return  # deterministic at evaluation
     assert first.episode_return > run_episode(env, GreedyPolicy(scenario), EVAL_SEED_START).episode_return
+
+
+SHIPPED = sorted(p for p in (Path(__file__).resolve().parents[1] / "agents" / "checkpoints").iterdir() if p.is_dir())
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_agent_plays_its_recorded_held_out_return_and_no_masked_action(path):
+    recorded = json.loads((path / "held_out.json").read_text())  # {"seed": ..., "return": ...}, written when shipped
+    meta = json.loads((path / "agent.json").read_text())
+    env = gym.make(meta["env_id"], scenario=meta["scenario_name"])
+    agent = load_agent(path, env=env)
+    result = run_episode(env, agent, recorded["seed"], record=True)
+    assert recorded["seed"] >= EVAL_SEED_START  # a held-out seed, never a training or validation one
+    assert result.episode_return == pytest.approx(recorded["return"], rel=1e-9, abs=1e-6)
+    nvec = env.action_space.nvec
+    offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    for action, mask in zip(result.actions, result.masks, strict=True):
+        assert mask[offsets + action].all()  # every slot's choice was allowed by the mask
 
 
 @pytest.mark.slow
