@@ -332,7 +332,7 @@ def test_rolling_milp_teacher_is_cloned_and_dagger_labels_the_learners_states():
 
 
 # ------------------------------------------------------------ shipped agents
-@pytest.mark.parametrize("scenario", ["table1", "table1-det"])
+@pytest.mark.parametrize("scenario", ["table1", "table1-det", "promo", "scarce"])
 def test_shipped_agent_loads_fits_its_env_and_beats_greedy_on_a_held_out_seed(scenario):
     from agents import shipped_agent_path
     from baselines.heuristics import GreedyPolicy
