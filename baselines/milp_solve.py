@@ -129,6 +129,7 @@ def _run_highs(model: DispatchModel, left, mip_gap, node_limit, threads, start):
     if node_limit is not None:
         h.setOptionValue("mip_max_nodes", int(node_limit))
     if threads is not None:
+        _use_threads(int(threads))
         h.setOptionValue("threads", int(threads))
     h.setOptionValue("time_limit", float(left) if left is not None else float("inf"))
     if start is not None:
@@ -142,6 +143,18 @@ def _run_highs(model: DispatchModel, left, mip_gap, node_limit, threads, start):
     has_plan = info.primal_solution_status == 2  # kSolutionStatusFeasible
     values = np.array(h.getSolution().col_value) if has_plan else None
     return _STATUS_NAMES[ms], values, float(info.mip_dual_bound)
+
+
+_scheduler_threads: int | None = None  # the threads HiGHS's process-wide scheduler was last started with by us
+
+
+def _use_threads(threads: int) -> None:
+    """HiGHS runs every solve of a process on one global scheduler, fixed by the first solve: a later solve that
+    asks for another thread count fails ("Not Set"). Restart the scheduler when the count changes."""
+    global _scheduler_threads
+    if _scheduler_threads != threads:
+        highspy.Highs.resetGlobalScheduler(True)
+        _scheduler_threads = threads
 
 
 _SCIP_STATUS = {"optimal": "optimal", "gaplimit": "optimal", "timelimit": "time_limit", "userinterrupt": "time_limit",

@@ -255,3 +255,12 @@ def test_an_optimal_status_at_a_gap_never_hides_a_larger_gap():
     assert res.status == "optimal" and res.gap <= 1e-4
     exact = solve_hindsight("scarce", 1012, "CrossBorderRouting-v0")
     assert exact.objective <= res.bound + 1e-6 and res.objective >= exact.objective * (1 - 1e-4)
+
+
+def test_threads_can_change_between_solves_of_one_process():
+    # HiGHS fixes its process-wide scheduler at the first solve; a later solve asking for another thread count
+    # used to end with status 'Not Set' (seen with one solve per core in bench/bench_ray.py --threads 1)
+    default = solve_hindsight("tiny", 2)
+    for threads in (1, 2, 1):
+        again = solve_hindsight("tiny", 2, threads=threads)
+        assert again.status == "optimal" and again.objective == pytest.approx(default.objective, rel=1e-9)
