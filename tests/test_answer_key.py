@@ -36,6 +36,7 @@ SHIPPED = sorted(KEY_DIR.glob("*.csv"))
 def test_keys_are_shipped_for_the_standard_seeds():
     names = {p.stem for p in SHIPPED}
     assert {f"{s}__CrossBorderRouting-v0" for s in ("table1", "table1-det", "promo", "scarce")} <= names
+    assert "table1-det__CrossBorderDispatch-v0" in names
     for path in SHIPPED:
         assert set(read_key(path)) >= set(range(1000, 1100)), path.name
 
