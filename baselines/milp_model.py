@@ -65,6 +65,14 @@ def eq5_value(net: Network, target: np.ndarray, on_hand: np.ndarray) -> np.ndarr
     return imbalance_per_pair(net.imbalance_lambda, target, on_hand)
 
 
+def eq5_secant(lam: float, target: np.ndarray, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(f(i), f(i+1) - f(i))`` of Eq.5 (lambda ``lam``) at integer ``segment`` i, elementwise: the cut
+    ``e >= f(i) + slope (inv - i)`` is exact at the integers i and i + 1 and below ``f`` at every other integer
+    (f is convex)."""
+    f0 = imbalance_per_pair(lam, target, segment.astype(np.float64))
+    return f0, imbalance_per_pair(lam, target, segment + 1.0) - f0
+
+
 # ------------------------------------------------------------------ column and row stores
 class _Columns:
     """Column store: named blocks of columns, each with bounds, integrality and its coefficient in each term."""
@@ -207,9 +215,7 @@ class DispatchModel:
         self.cut_segments.update(keep)
         pos, seg = np.array(keep).T
         t, w, k = (ix[pos] for ix in self.e_index)
-        target = self.net.target_stock[w, k].astype(np.float64)
-        f0 = eq5_value(self.net, target, seg.astype(np.float64))
-        slope = eq5_value(self.net, target, seg + 1.0) - f0
+        f0, slope = eq5_secant(self.net.imbalance_lambda, self.net.target_stock[w, k].astype(np.float64), seg)
         n = len(seg)
         # e[t,w,k] - slope * inv[t,w,k] >= f(i) - slope * i
         start = np.arange(0, 2 * n + 1, 2, dtype=np.int32)

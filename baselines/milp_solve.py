@@ -102,7 +102,7 @@ def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, 
             if left <= 0:
                 status = "time_limit"
                 break
-        status, found, solver_bound = run(model, left, mip_gap, node_limit, threads, start)
+        status, found, solver_bound = run(model.highs, left, mip_gap, node_limit, threads, start)
         bound = min(solver_bound, simple_bound(model))
         if found is not None:
             values = found
@@ -120,11 +120,14 @@ def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, 
     return status, values, bound, rounds
 
 
-def _run_highs(model: DispatchModel, left, mip_gap, node_limit, threads, start):
-    """One HiGHS solve of ``model.highs``: ``(status, column values or None, dual bound)``."""
-    h = model.highs
+def _run_highs(h: highspy.Highs, left, mip_gap, node_limit, threads, start, abs_gap: float = 1e-9,
+               infeasible_ok: bool = False):
+    """One HiGHS solve of the model ``h`` holds (a maximization): ``(status, column values or None, dual bound)``.
+    ``abs_gap`` is the absolute gap that also ends the search (beside ``mip_gap``, relative). An infeasible
+    model raises :class:`MilpError`, or with ``infeasible_ok`` (a branch-and-price node) returns status
+    ``"infeasible"`` with bound ``-inf``."""
     h.setOptionValue("mip_rel_gap", float(mip_gap))
-    h.setOptionValue("mip_abs_gap", 1e-9)
+    h.setOptionValue("mip_abs_gap", float(abs_gap))
     h.setOptionValue("random_seed", 0)
     if node_limit is not None:
         h.setOptionValue("mip_max_nodes", int(node_limit))
@@ -137,6 +140,8 @@ def _run_highs(model: DispatchModel, left, mip_gap, node_limit, threads, start):
     h.run()
     ms = h.getModelStatus()
     info = h.getInfo()
+    if infeasible_ok and ms == highspy.HighsModelStatus.kInfeasible:
+        return "infeasible", None, -np.inf
     if ms not in _STATUS_NAMES:
         name = h.modelStatusToString(ms)
         raise MilpError(f"HiGHS ended with status {name!r}: no plan (a model bug, not a limit)")
@@ -161,27 +166,28 @@ _SCIP_STATUS = {"optimal": "optimal", "gaplimit": "optimal", "timelimit": "time_
                 "nodelimit": "node_limit", "totalnodelimit": "node_limit"}  # fmt: skip
 
 
-def _run_scip(model: DispatchModel, left, mip_gap, node_limit, threads, start):
-    """One SCIP solve (pyscipopt) of the same model: HiGHS writes it as MPS, SCIP reads it (no second builder,
-    so both solvers see the very same rows). ``threads`` is ignored (SCIP's search is single-threaded)."""
+def _run_scip(h: highspy.Highs, left, mip_gap, node_limit, threads, start, abs_gap: float = 1e-9,
+              infeasible_ok: bool = False):
+    """One SCIP solve (pyscipopt) of the model HiGHS holds: HiGHS writes it as MPS, SCIP reads it (no second
+    builder, so both solvers see the very same rows). ``threads`` is ignored (SCIP's search is single-threaded)."""
     from pyscipopt import Model as ScipModel  # deferred: only runs that ask for SCIP load it
 
     scip = ScipModel()
     scip.hideOutput()
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "model.mps")
-        model.highs.writeModel(path)
+        h.writeModel(path)
         scip.readProblem(path)
     scip.setParam("limits/gap", float(mip_gap))
-    scip.setParam("limits/absgap", 1e-9)
+    scip.setParam("limits/absgap", float(abs_gap))
     scip.setParam("randomization/randomseedshift", 0)
     if left is not None:
         scip.setParam("limits/time", float(left))
     if node_limit is not None:
         scip.setParam("limits/nodes", int(node_limit))
     variables = sorted(scip.getVars(), key=lambda v: int(v.name[1:]))  # HiGHS names its columns c0, c1, ...
-    if len(variables) != model.n_cols:
-        raise MilpError(f"SCIP read {len(variables)} columns from the MPS file, the model has {model.n_cols}")
+    if len(variables) != h.getNumCol():
+        raise MilpError(f"SCIP read {len(variables)} columns from the MPS file, the model has {h.getNumCol()}")
     if start is not None:
         sol = scip.createSol()
         for var, value in zip(variables, start, strict=True):
@@ -189,6 +195,8 @@ def _run_scip(model: DispatchModel, left, mip_gap, node_limit, threads, start):
         scip.addSol(sol, free=True)
     scip.optimize()
     name = scip.getStatus()
+    if infeasible_ok and name == "infeasible":
+        return "infeasible", None, -np.inf
     if name not in _SCIP_STATUS:
         raise MilpError(f"SCIP ended with status {name!r}: no plan (a model bug, not a limit)")
     values = None

@@ -92,12 +92,31 @@ def cached(context, build: Callable[[Any], Any]) -> Any:
 
 # ------------------------------------------------------------------ local
 class LocalBackend:
-    """``workers`` processes on this machine (``spawn``: safe with torch and HiGHS threads)."""
+    """``workers`` processes on this machine (``spawn``: safe with torch and HiGHS threads).
+
+    ``keep_pool``: the worker processes outlive a ``map`` call and serve the next ones until :meth:`close`
+    (for many short rounds of work, e.g. the pricing rounds of a branch-and-price solve, where starting
+    processes every round would cost more than the work)."""
 
     name = "local"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, keep_pool: bool = False) -> None:
         self.workers = max(1, int(workers))
+        self.keep_pool = keep_pool
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self, size: int) -> ProcessPoolExecutor:
+        if self._pool is not None:
+            return self._pool
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers if self.keep_pool else size,
+            mp_context=get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+        if self.keep_pool:
+            self._pool = pool
+        return pool
 
     def map(self, work: Callable, context, items: Iterable) -> Iterator[tuple[Any, Any]]:
         """``(item, work(context, item))`` as each finishes; the first failure raises (finished ones are kept)."""
@@ -110,12 +129,7 @@ class LocalBackend:
                     raise task_error(item, error) from error
                 yield item, result
             return
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(items)),
-            mp_context=get_context("spawn"),
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
-        )
+        pool = self._executor(min(self.workers, len(items)))
         finished = False
         try:
             pending = {pool.submit(work, context, item): item for item in items}
@@ -132,10 +146,15 @@ class LocalBackend:
             if not finished:  # an error or Ctrl-C: stop the workers now, not after their current solve
                 for process in list((getattr(pool, "_processes", None) or {}).values()):  # private until 3.14
                     process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
+            if not finished or pool is not self._pool:
+                pool.shutdown(wait=True, cancel_futures=True)
+                if pool is self._pool:
+                    self._pool = None
 
     def close(self) -> None:
-        pass
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def _exit_with_parent(parent: int, every: float = 0.5) -> None:
