@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from envs import sampler
+from envs import kernels, sampler
 from envs.forecast import demand_cap, expected_demand, expected_supply
 from envs.lots import split_lots
-from envs.reward import lane_unit_costs
 
 if TYPE_CHECKING:  # annotations only: Scenario.sample calls this module
     from envs.network import Network
@@ -107,14 +106,17 @@ class Trace:
 
     @staticmethod
     def compile(net: Network, real: Realization) -> Trace:
-        route, delay = lane_unit_costs(net, real.transit_days)
+        """The trace of ``real`` (:func:`envs.kernels.compile_trace`: lots and per-unit costs, the formulas of
+        :mod:`envs.lots` and :mod:`envs.reward`), its arrays in the kernels' dtypes."""
         i64, f64, flag = np.int64, np.float64, np.bool_
-        lots = np.ascontiguousarray(real.lots(net.J).reshape(net.T, -1), dtype=i64)
-        route, delay = np.ascontiguousarray(route, dtype=f64), np.ascontiguousarray(delay, dtype=f64)
-        arrays = (lots, route, delay) + tuple(
+        lots, route, delay = np.empty((net.T, net.n_lots), i64), np.empty((net.T, net.D), f64), np.empty((net.T, net.D))
+        transit = np.ascontiguousarray(real.transit_days, dtype=i64)
+        kernels.compile_trace(kernels.kernel_net(net), np.ascontiguousarray(real.demand, dtype=i64), transit, lots,
+                              route, delay)  # fmt: skip
+        arrays = (lots, route, delay, transit) + tuple(
             np.ascontiguousarray(x, dtype=dtype)
             for x, dtype in (
-                (real.transit_days, i64), (real.abnormal_delay, i64), (real.delivery_open, flag),
+                (real.abnormal_delay, i64), (real.delivery_open, flag),
                 (real.transfer_open, flag), (real.transfer_lead, i64), (real.supply, i64),
             )
         )  # fmt: skip
