@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -95,7 +94,7 @@ _route_cost = njit(cache=True)(route_cost_per_unit)
 _delay_penalty = njit(cache=True)(delay_penalty_per_unit)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def compile_trace(net, demand, transit, lots, route, delay):
     """One member's trace from its realization: ``lots[T, S]`` (units, slot order ``(r, k, j)``) from
     ``demand[T, R, K]`` (:func:`envs.lots.lot_size`), and Eq.1 / Eq.4 per unit ``route``/``delay[T, D]`` (USD)
@@ -116,7 +115,7 @@ def compile_trace(net, demand, transit, lots, route, delay):
             delay[t, d] = _delay_penalty(net.delay_alpha, tau, net.dl_sla_days[d])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def start(b, net, supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived):
     """Member ``b`` at day 0: the initial stock, nothing in transit, zero counters, day 0's arrivals on hand."""
     day[b] = 0
@@ -130,7 +129,7 @@ def start(b, net, supply, day, on_hand, inbound, en_route, supplied, shipped, kp
     receive(b, supply, day, on_hand, inbound, en_route, supplied, arrived)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _ship_lots(net, lots, dopen, on_hand, choice, sent, lane_of):
     """Lots in slot order, each shipped whole if its lane is open and the stock left suffices.
 
@@ -174,7 +173,7 @@ def step(net, lots, route, delay, transit, abnormal, dopen, topen, lead, supply,
                          lot_choice, transfer_choice, terms, sent, lane_of, position)  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _step_member(b, net, lots, route, delay, transit, abnormal, dopen, topen, lead, supply,
                  day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
                  lot_choice, transfer_choice, terms, sent, lane_of, position):  # fmt: skip
@@ -245,7 +244,7 @@ def _step_member(b, net, lots, route, delay, transit, abnormal, dopen, topen, le
         receive(b, supply, day, on_hand, inbound, en_route, supplied, arrived)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def receive(b, supply, day, on_hand, inbound, en_route, supplied, arrived):
     """Put member ``b``'s arrivals of day ``day[b]`` (transfers and supplier units) on hand."""
     t = day[b]
@@ -277,7 +276,7 @@ def masks(net, lots, dopen, topen, day, on_hand, en_route, fixed_lot_choice, rou
                       transfer_mask, stock, sent, lane_of)  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _masks_member(b, net, lots, dopen, topen, day, on_hand, en_route, fixed_lot_choice, routes, lot_mask,
                   transfer_mask, stock, sent, lane_of):  # fmt: skip
     """:func:`masks` of member ``b``; ``stock[W, K]``, ``sent``/``lane_of[S]`` are scratch."""
@@ -330,7 +329,7 @@ def observe(lots, dopen, topen, day, on_hand, inbound, forecast, n_forecast, sto
                         out)  # fmt: skip
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _observe_member(b, lots, dopen, topen, day, on_hand, inbound, forecast, n_forecast, stock_scale, demand_scale,
                     out):  # fmt: skip
     """:func:`observe` of member ``b``."""
@@ -350,7 +349,9 @@ def _observe_member(b, lots, dopen, topen, day, on_hand, inbound, forecast, n_fo
     for w in range(W):
         for k in range(K):
             for h in range(H):
-                row[i] = inbound[b, t + 1 + h, w, k] / stock_scale
+                units = inbound[b, t + 1 + h, w, k]
+                if units != 0:  # mostly nothing arrives (the row is zero already; 0 / scale is 0.0 too)
+                    row[i] = units / stock_scale
                 i += 1
     if t < horizon:
         for s in range(S):
@@ -377,7 +378,7 @@ def flatten_masks(lot_mask, transfer_mask, lot_flat, transfer_flat, out):
         _flatten_member(b, lot_mask, transfer_mask, lot_flat, transfer_flat, out)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _flatten_member(b, lot_mask, transfer_mask, lot_flat, transfer_flat, out):
     for s in range(lot_flat.shape[0]):
         for c in range(lot_flat.shape[1]):
@@ -405,21 +406,24 @@ def advance(net, lots, route, delay, transit, abnormal, dopen, topen, lead, supp
     observe(lots, dopen, topen, day, on_hand, inbound, forecast, n_forecast, stock_scale, demand_scale, obs)
 
 
-def _advance_batch(net, model, reset, seeds, demand, lots, route, delay, transit, abnormal, dopen, topen, lead,
+def _advance_batch(net, model, reset, draw, seeds, demand, lots, route, delay, transit, abnormal, dopen, topen, lead,
                    supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
                    lot_choice, transfer_choice, active, terms,
                    fixed_lot_choice, routes, lot_mask, transfer_mask, lot_flat, transfer_flat, flat,
-                   forecast, n_forecast, stock_scale, demand_scale, obs):  # fmt: skip
+                   forecast, n_forecast, stock_scale, demand_scale, obs, chunks):  # fmt: skip
     """The batched env's whole step, members in parallel (:data:`advance_batch`): member ``b`` with ``reset[b]``
-    starts a new episode (its realization drawn from seed ``seeds[b]`` by :func:`envs.sampler.draw` into
-    ``demand[B, T, R, K]`` and the trace arrays, compiled by :func:`compile_trace`, day 0 by :func:`start`);
+    starts a new episode (with ``draw[b]`` its realization drawn from seed ``seeds[b]`` by
+    :func:`envs.sampler.draw` into ``demand[B, T, R, K]`` and the trace arrays, else already there; compiled by
+    :func:`compile_trace`, day 0 by :func:`start`);
     else with ``active[b]`` it plays its day (:func:`step`); then every member's masks, flat mask and
-    observation are written (:func:`masks`, :func:`flatten_masks`, :func:`observe`). Members are independent,
-    so the result does not depend on how they are split among threads. ``model`` is a :class:`envs.sampler.Model`.
+    observation are written (:func:`masks`, :func:`flatten_masks`, :func:`observe`). ``model`` is a
+    :class:`envs.sampler.Model`. The members are cut into ``chunks`` runs of consecutive members (one per
+    thread: ``numba.get_num_threads()``), each with its own scratch; members are independent, so the result
+    does not depend on the cut.
     """
     B, W, K = on_hand.shape
     S = lots.shape[2]
-    chunks = min(B, numba.get_num_threads())
+    chunks = max(1, min(B, chunks))
     for c in prange(chunks):
         sent = np.empty(S, dtype=np.int64)
         lane_of = np.empty(S, dtype=np.int64)
@@ -428,8 +432,9 @@ def _advance_batch(net, model, reset, seeds, demand, lots, route, delay, transit
         st = np.empty(sampler.STATE_WORDS, np.uint64)
         for b in range(c * B // chunks, (c + 1) * B // chunks):
             if reset[b]:
-                sampler.seed_int(seeds[b], st)
-                sampler.draw(st, model, demand[b], transit[b], abnormal[b], dopen[b], lead[b], topen[b], supply[b])
+                if draw[b]:
+                    sampler.seed_int(seeds[b], st)
+                    sampler.draw(st, model, demand[b], transit[b], abnormal[b], dopen[b], lead[b], topen[b], supply[b])
                 compile_trace(net, demand[b], transit[b], lots[b], route[b], delay[b])
                 start(b, net, supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived)
             elif active[b]:

@@ -39,9 +39,10 @@ _MULT_HI, _MULT_LO = _U64(2549297995355413924), _U64(4865540595714422341)
 _INIT_A, _MULT_A, _INIT_B, _MULT_B = _U64(0x43B0D7E5), _U64(0x931E8875), _U64(0x8B51F9DD), _U64(0x58F38DED)
 _MIX_L, _MIX_R = _U64(0xCA01F9DD), _U64(0x4973F715)
 _POOL = 4  # SeedSequence's default pool size (32-bit words)
-_KI = np.ascontiguousarray(ki_double, dtype=np.uint64)
-_WI = np.ascontiguousarray(wi_double, dtype=np.float64)
-_FI = np.ascontiguousarray(fi_double, dtype=np.float64)
+# the ziggurat's tables (numpy's ziggurat_constants.h), one [3, 256] array passed as an argument (a global array
+# this large would keep numba from caching the compiled functions): rows ki (as float: exact, all < 2**53), wi, fi
+ZIGGURAT = np.stack([np.asarray(ki_double, dtype=np.float64), np.asarray(wi_double, dtype=np.float64),
+                     np.asarray(fi_double, dtype=np.float64)])  # fmt: skip
 _NOR_R, _NOR_INV_R = float(ziggurat_nor_r), float(ziggurat_nor_inv_r)
 # the generator's state, one uint64 array: state (high, low), increment (high, low), has a buffered 32-bit
 # draw (0/1), the buffered draw
@@ -285,18 +286,18 @@ def poisson(st, lam, limit=-1.0):
 
 
 @njit(cache=True)
-def standard_normal(st):
-    """``standard_normal()``: numpy's ziggurat (``random_standard_normal``) with its tables."""
+def standard_normal(st, zig):
+    """``standard_normal()``: numpy's ziggurat (``random_standard_normal``), its tables ``zig`` (:data:`ZIGGURAT`)."""
     while True:
         r = next64(st)
         idx = np.int64(r & _U64(0xFF))
         r >>= _U64(8)
         sign = r & _U64(1)
         rabs = (r >> _U64(1)) & _U64(0x000FFFFFFFFFFFFF)
-        x = np.float64(rabs) * _WI[idx]
+        x = np.float64(rabs) * zig[1, idx]
         if sign:
             x = -x
-        if rabs < _KI[idx]:
+        if np.float64(rabs) < zig[0, idx]:  # exact: both below 2**53
             return x
         if idx == 0:
             while True:
@@ -304,7 +305,7 @@ def standard_normal(st):
                 yy = -np.log1p(-next_double(st))
                 if yy + yy > xx * xx:
                     return -(_NOR_R + xx) if (rabs >> _U64(8)) & _U64(1) else _NOR_R + xx
-        elif (_FI[idx - 1] - _FI[idx]) * next_double(st) + _FI[idx] < np.exp(-0.5 * x * x):
+        elif (zig[2, idx - 1] - zig[2, idx]) * next_double(st) + zig[2, idx] < np.exp(-0.5 * x * x):
             return x
 
 
@@ -324,6 +325,7 @@ class Model(NamedTuple):
     supply_quantity: np.ndarray  # [A] int units
     supply_cv: np.ndarray  # [A]
     supply_index: np.ndarray  # [A] flat (day * W + warehouse) * K + SKU
+    ziggurat: np.ndarray  # [3, 256] the normal's tables (:data:`ZIGGURAT`)
 
 
 @functools.lru_cache(maxsize=64)
@@ -339,7 +341,7 @@ def model(net) -> Model:
         mean, _exp_neg(mean), c(net.demand_cap, i64), c(net.dl_transit_range, i64).reshape(net.D, 2),
         c(net.dl_abnormal_prob, f64), c(net.dl_abnormal_range, i64).reshape(net.D, 2), c(net.dl_closure_prob, f64),
         c(net.tl_lead_range, i64).reshape(net.L, 2), c(net.tl_closure_prob, f64), c(net.supply_quantity, i64),
-        c(net.supply_cv, f64), c(net.supply_index, i64),
+        c(net.supply_cv, f64), c(net.supply_index, i64), ZIGGURAT,
     )  # fmt: skip
 
 
@@ -391,7 +393,7 @@ def draw(st, m, demand, transit, abnormal, dopen, lead, topen, supply):
     flat[:] = 0
     for a in range(m.supply_quantity.shape[0]):
         q = m.supply_quantity[a]
-        units = np.floor(q * (1 + m.supply_cv[a] * standard_normal(st)) + 0.5)
+        units = np.floor(q * (1 + m.supply_cv[a] * standard_normal(st, m.ziggurat)) + 0.5)
         flat[m.supply_index[a]] += np.int64(min(max(units, 0.0), 2.0 * q))
 
 

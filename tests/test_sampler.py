@@ -131,13 +131,20 @@ def _stream(st, kind, n, a, b):
         elif kind == 2:
             out[i] = sampler.poisson(st, float(a))
         elif kind == 3:
-            real[i] = sampler.standard_normal(st)
+            real[i] = sampler.standard_normal(st, sampler.ZIGGURAT)
         else:
             out[i] = np.int64(sampler.next64(st))
     return out, real
 
 
 N = 100_000
+
+
+def test_the_ziggurat_tables_are_held_exactly():
+    from numba.np.random._constants import ki_double
+
+    assert np.array_equal(sampler.ZIGGURAT[0].astype(np.uint64), np.asarray(ki_double, dtype=np.uint64))
+    assert sampler.ZIGGURAT[0].max() < 2**53
 
 
 @pytest.mark.parametrize("seed", [0, 7])
