@@ -16,10 +16,10 @@ scored (warehouse, SKU) pairs.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.experimental import structref
 
 from envs import sampler
 from envs.lots import lot_size
@@ -31,36 +31,76 @@ EQ1, EQ2, EQ4, EQ5, LOST = 0, 1, 2, 3, 4
 DEMANDED, SHIPPED, ON_TIME, ABNORMAL, DELIVERY_DAYS, TRANSPORT_COST, TRANSFERRED = range(7)
 
 
-class NetArrays(NamedTuple):
-    """The network's arrays the kernels read (one tuple, passed whole)."""
+@structref.register
+class _NetArraysType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
 
-    lot_lane_table: np.ndarray  # [S, C] int, lane per choice, -1 = reject / invalid
-    lot_lane_c: np.ndarray  # [S, C] int, lane per choice, 0 where -1
-    lot_valid: np.ndarray  # [S, C] bool
-    lot_stock_index: np.ndarray  # [S, C] int, flat w*K + k of the choice's stock
-    lot_sku: np.ndarray  # [S]
-    lot_unit_profit: np.ndarray  # [S] float
-    lot_lost_penalty: np.ndarray  # [S] float
-    lot_sla_days: np.ndarray  # [S] int
-    dl_warehouse: np.ndarray  # [D]
-    transfer_qty_table: np.ndarray  # [LK, V] int units per level
-    transfer_level_valid: np.ndarray  # [LK, V] bool
-    transfer_slot_lane: np.ndarray  # [LK]
-    transfer_slot_sku: np.ndarray  # [LK]
-    tl_origin: np.ndarray  # [L]
-    tl_destination: np.ndarray  # [L]
-    tl_unit_margin: np.ndarray  # [L] float, profit_per_unit - cost_per_unit
-    tl_fixed_cost: np.ndarray  # [L] float
-    capacity: np.ndarray  # [W] int
-    scored_index: np.ndarray  # [P] flat w*K + k
-    scored_target: np.ndarray  # [P] float
-    imbalance_lambda: float
-    J: int  # lots per (region, SKU)
-    initial_stock: np.ndarray  # [W, K] int
-    dl_unit_base_cost: np.ndarray  # [D] float, Eq.1 per unit before transit days
-    dl_cost_per_day: np.ndarray  # [D] float, Eq.1 per unit and transit day
-    dl_sla_days: np.ndarray  # [D] int, t0 of the lane's region (Eq.4)
-    delay_alpha: float  # alpha of Eq.4
+
+class NetArrays(structref.StructRefProxy):
+    """The network's arrays the kernels read, one object passed whole (a numba structure: one argument to unpack
+    per call instead of one per array). Fields, in order (:func:`net_arrays`)::
+
+        lot_lane_table: np.ndarray  # [S, C] int, lane per choice, -1 = reject / invalid
+        lot_lane_c: np.ndarray  # [S, C] int, lane per choice, 0 where -1
+        lot_valid: np.ndarray  # [S, C] bool
+        lot_stock_index: np.ndarray  # [S, C] int, flat w*K + k of the choice's stock
+        lot_sku: np.ndarray  # [S]
+        lot_unit_profit: np.ndarray  # [S] float
+        lot_lost_penalty: np.ndarray  # [S] float
+        lot_sla_days: np.ndarray  # [S] int
+        dl_warehouse: np.ndarray  # [D]
+        transfer_qty_table: np.ndarray  # [LK, V] int units per level
+        transfer_level_valid: np.ndarray  # [LK, V] bool
+        transfer_slot_lane: np.ndarray  # [LK]
+        transfer_slot_sku: np.ndarray  # [LK]
+        tl_origin: np.ndarray  # [L]
+        tl_destination: np.ndarray  # [L]
+        tl_unit_margin: np.ndarray  # [L] float, profit_per_unit - cost_per_unit
+        tl_fixed_cost: np.ndarray  # [L] float
+        capacity: np.ndarray  # [W] int
+        scored_index: np.ndarray  # [P] flat w*K + k
+        scored_target: np.ndarray  # [P] float
+        imbalance_lambda: float
+        J: int  # lots per (region, SKU)
+        initial_stock: np.ndarray  # [W, K] int
+        dl_unit_base_cost: np.ndarray  # [D] float, Eq.1 per unit before transit days
+        dl_cost_per_day: np.ndarray  # [D] float, Eq.1 per unit and transit day
+        dl_sla_days: np.ndarray  # [D] int, t0 of the lane's region (Eq.4)
+        delay_alpha: float  # alpha of Eq.4
+    """
+
+
+NET_FIELDS = (
+    "lot_lane_table",
+    "lot_lane_c",
+    "lot_valid",
+    "lot_stock_index",
+    "lot_sku",
+    "lot_unit_profit",
+    "lot_lost_penalty",
+    "lot_sla_days",
+    "dl_warehouse",
+    "transfer_qty_table",
+    "transfer_level_valid",
+    "transfer_slot_lane",
+    "transfer_slot_sku",
+    "tl_origin",
+    "tl_destination",
+    "tl_unit_margin",
+    "tl_fixed_cost",
+    "capacity",
+    "scored_index",
+    "scored_target",
+    "imbalance_lambda",
+    "J",
+    "initial_stock",
+    "dl_unit_base_cost",
+    "dl_cost_per_day",
+    "dl_sla_days",
+    "delay_alpha",
+)
+structref.define_proxy(NetArrays, _NetArraysType, list(NET_FIELDS))
 
 
 def net_arrays(net) -> NetArrays:
@@ -404,6 +444,53 @@ def advance(net, lots, route, delay, transit, abnormal, dopen, topen, lead, supp
     masks(net, lots, dopen, topen, day, on_hand, en_route, fixed_lot_choice, routes, lot_mask, transfer_mask)
     flatten_masks(lot_mask, transfer_mask, lot_flat, transfer_flat, flat)
     observe(lots, dopen, topen, day, on_hand, inbound, forecast, n_forecast, stock_scale, demand_scale, obs)
+
+
+@structref.register
+class _ContextType(types.StructRef):
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class Context(structref.StructRefProxy):
+    """What the single env's step reads besides the state, held by the compiled code (one argument instead of
+    thirty: a call's cost is mostly unpacking its arguments). Built at each reset (:func:`context`); fields:
+
+    ``net`` (:class:`NetArrays`), ``trace`` (the episode's nine trace arrays, batch axis of 1), ``forecast``,
+    ``n_forecast``, ``stock_scale``, ``demand_scale`` (:func:`observe`), ``fixed_lot_choice``, ``routes``
+    (:func:`masks`), ``lot_flat``, ``transfer_flat`` (:func:`flatten_masks`), and the outputs the env reads
+    after each call: ``terms[1, 5]``, ``lot_mask[1, S, C]``, ``transfer_mask[1, LK, V]``, ``flat[1, sum(nvec)]``;
+    ``active``/``idle``: ``[1]`` True / False.
+    """
+
+
+CONTEXT_FIELDS = ("net", "trace", "forecast", "n_forecast", "stock_scale", "demand_scale", "fixed_lot_choice",
+                  "routes", "lot_flat", "transfer_flat", "terms", "lot_mask", "transfer_mask", "flat", "active",
+                  "idle")  # fmt: skip
+structref.define_proxy(Context, _ContextType, list(CONTEXT_FIELDS))
+
+
+def context(net, trace, forecast, n_forecast, stock_scale, demand_scale, fixed_lot_choice, routes, lot_flat,
+            transfer_flat, terms, lot_mask, transfer_mask, flat) -> Context:  # fmt: skip
+    """A :class:`Context` (the arrays are shared, not copied: the env reads the outputs from its own references)."""
+    return Context(net, tuple(trace), forecast, int(n_forecast), float(stock_scale), float(demand_scale),
+                   fixed_lot_choice, bool(routes), lot_flat, transfer_flat, terms, lot_mask, transfer_mask, flat,
+                   np.ones(1, np.bool_), np.zeros(1, np.bool_))  # fmt: skip
+
+
+@njit(cache=True)
+def advance_single(ctx, play, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived, lot_choice,
+                   transfer_choice, obs):  # fmt: skip
+    """:func:`advance` of the single env's one member with its :class:`Context`: with ``play`` it plays the day of
+    ``lot_choice[1, S]``/``transfer_choice[1, LK]`` (terms into ``ctx.terms``); then the masks (``ctx.lot_mask``,
+    ``ctx.transfer_mask``, ``ctx.flat``) and the observation ``obs[1, obs_dim]`` of the state."""
+    lots, route, delay, transit, abnormal, dopen, topen, lead, supply = ctx.trace
+    active = ctx.active if play else ctx.idle
+    advance(ctx.net, lots, route, delay, transit, abnormal, dopen, topen, lead, supply,
+            day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
+            lot_choice, transfer_choice, active, ctx.terms,
+            ctx.fixed_lot_choice, ctx.routes, ctx.lot_mask, ctx.transfer_mask, ctx.lot_flat, ctx.transfer_flat,
+            ctx.flat, ctx.forecast, ctx.n_forecast, ctx.stock_scale, ctx.demand_scale, obs)  # fmt: skip
 
 
 def _advance_batch(net, model, reset, draw, seeds, demand, lots, route, delay, transit, abnormal, dopen, topen, lead,
