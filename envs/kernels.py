@@ -535,7 +535,6 @@ def _advance_batch(net, model, reset, draw, seeds, demand, lots, route, delay, t
                             demand_scale, obs)  # fmt: skip
 
 
-# one source, two compilations: members in parallel threads (numba's thread count, ``numba.set_num_threads``),
-# or one after another in the calling thread (what the parallel one equals, tests/test_batched.py)
+# members in parallel threads (numba's thread count, ``numba.set_num_threads``; one thread or two give the same
+# batch, tests/test_batched.py)
 advance_batch = njit(cache=True, parallel=True)(_advance_batch)
-advance_batch_serial = njit(cache=True)(_advance_batch)
