@@ -16,6 +16,9 @@ Gymnasium 1.x vector semantics:
   ``NEXT_STEP`` the step after a member's last day resets it, ignores its action and returns its first
   observation with reward 0; with ``SAME_STEP`` the last day's step already returns the next episode's
   first observation, the last one in ``infos["final_obs"]``;
+* ``threads`` (default 1): members cut into this many runs stepped in parallel by numba's threads (at most
+  ``numba.get_num_threads()`` at once); the results are the same for any value. More than one pays only with
+  large batches and idle cores: on a loaded machine a thread waiting for a core stalls every step;
 * ``action_masks()`` ``[B, sum(nvec)]`` bool, also ``infos["action_mask"]``; ``infos["reward_terms"]``
   (each term ``[B]``), ``infos["episode_kpis"]`` for members whose episode ended (masked by
   ``infos["_episode_kpis"]``), ``infos["episode_seed"]`` ``[B]``.
@@ -27,7 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
@@ -56,9 +58,13 @@ class BatchedDispatchEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
         next_seed: Callable[[int], int] | None = None,
+        threads: int = 1,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} must be an integer >= 1")
+        if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+            raise ValueError(f"threads={threads!r} must be an integer >= 1")
+        self.threads = int(threads)  # members cut into this many runs, stepped in parallel when > 1
         mode = AutoresetMode(autoreset_mode)
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode='Disabled' is not supported; allowed: 'NextStep', 'SameStep'")
@@ -218,12 +224,13 @@ class BatchedDispatchEnv(VectorEnv):
         single, layout = self.single, self.layout
         lot_flat, transfer_flat = layout.flat_positions
         draw = reset & self._drawn
-        kernels.advance_batch(
+        advance = kernels.advance_batch_serial if self.threads == 1 else kernels.advance_batch
+        advance(
             kernel_net(self.net), self._model, reset, draw, self._seed_of, self._demand, *self._trace, *self._state,
             self._lot_choice if lots is None else lots, self._transfer_choice if transfers is None else transfers,
             active, self._terms, self.net.lot_home_choice, layout.routes, self._lot_mask, self._transfer_mask,
             lot_flat, transfer_flat, self._flat, single._forecast, single.forecast_days, single.stock_scale,
-            single.demand_scale, self._obs, numba.get_num_threads(),
+            single.demand_scale, self._obs, self.threads,
         )  # fmt: skip
 
     def _split(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

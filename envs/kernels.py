@@ -535,6 +535,9 @@ def _advance_batch(net, model, reset, draw, seeds, demand, lots, route, delay, t
                             demand_scale, obs)  # fmt: skip
 
 
-# members in parallel threads (numba's thread count, ``numba.set_num_threads``; one thread or two give the same
-# batch, tests/test_batched.py)
+# one source, two compilations: members in parallel threads (``chunks`` of them; numba's pool has
+# ``numba.get_num_threads()``), or one after another in the calling thread, no thread pool involved (the batched
+# env's default: on a loaded machine a thread waiting for a core stalls the whole step). One thread or two give
+# the same batch (tests/test_batched.py).
 advance_batch = njit(cache=True, parallel=True)(_advance_batch)
+advance_batch_serial = njit(cache=True)(_advance_batch)

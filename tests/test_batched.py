@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gymnasium as gym
-import numba
 import numpy as np
 import pytest
 import torch
@@ -156,27 +155,25 @@ def test_batched_vec_env_infos_and_seeds():
 
 @pytest.mark.parametrize(("preset", "B"), [("table1", 37), ("table1-det", 5), ("promo", 16)])
 def test_threads_do_not_change_the_batch(preset, B):
-    """The batch's members are cut among numba's threads; one thread or two (and the realization drawn inside the
+    """The members cut into 1, 2 or 3 runs (serial, or numba's parallel threads; the realization drawn inside the
     kernel) give the same observations, rewards, masks and realizations, step for step with autoresets."""
     runs = []
-    for threads in (1, 2):
-        before = numba.get_num_threads()
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        try:
-            env = BatchedDispatchEnv(B, preset, autoreset_mode=AutoresetMode.SAME_STEP)
-            out = [env.reset(seed=100)]
-            rng = np.random.default_rng(1)
-            for _ in range(70):
-                actions = masked_actions(rng, env.single_action_space.nvec, out[-1][-1]["action_mask"], False)
-                out.append(env.step(actions))
-            runs.append((out, [r.demand.copy() for r in env.realizations]))
-        finally:
-            numba.set_num_threads(before)
-    (one, real_one), (two, real_two) = runs
-    for a, b in zip(one, two, strict=True):
-        assert all(np.array_equal(x, y) for x, y in zip(a[:-1], b[:-1], strict=True))
-        assert np.array_equal(a[-1]["action_mask"], b[-1]["action_mask"])
-    assert all(np.array_equal(x, y) for x, y in zip(real_one, real_two, strict=True))
+    for threads in (1, 2, 3):
+        env = BatchedDispatchEnv(B, preset, autoreset_mode=AutoresetMode.SAME_STEP, threads=threads)
+        out = [env.reset(seed=100)]
+        rng = np.random.default_rng(1)
+        for _ in range(70):
+            actions = masked_actions(rng, env.single_action_space.nvec, out[-1][-1]["action_mask"], False)
+            out.append(env.step(actions))
+        runs.append((out, [r.demand.copy() for r in env.realizations]))
+    (one, real_one), *others = runs
+    for other, real_other in others:
+        for a, b in zip(one, other, strict=True):
+            assert all(np.array_equal(x, y) for x, y in zip(a[:-1], b[:-1], strict=True))
+            assert np.array_equal(a[-1]["action_mask"], b[-1]["action_mask"])
+        assert all(np.array_equal(x, y) for x, y in zip(real_one, real_other, strict=True))
+    with pytest.raises(ValueError, match="threads=0 must be an integer >= 1"):
+        BatchedDispatchEnv(2, "tiny", threads=0)
 
 
 def test_member_realizations_are_scenario_samples():
