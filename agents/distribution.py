@@ -39,6 +39,7 @@ class TensorMaskedMultiCategorical(MaskableDistribution):
         self._valid = th.as_tensor(valid)
         self._flat: th.Tensor | None = None  # [B, sum(nvec)] logits as the network gave them
         self._allowed: th.Tensor | None = None  # [B, S, N] bool
+        self._masks = None  # [B, sum(nvec)] bool, as given to apply_masking (None: no masks)
         self._log_probs: th.Tensor | None = None  # [B, S, N] normalized log-probabilities (masked: about -1e8)
 
     def proba_distribution_net(self, latent_dim: int) -> nn.Module:
@@ -46,13 +47,22 @@ class TensorMaskedMultiCategorical(MaskableDistribution):
 
     def proba_distribution(self, action_logits: th.Tensor) -> TensorMaskedMultiCategorical:
         self._flat = action_logits.view(-1, sum(self.action_dims))
-        self._mask(None)
+        self._masks, self._log_probs, self._allowed = None, None, None  # normalized on first use (_normalized)
         return self
 
     def apply_masking(self, masks) -> None:
         if self._flat is None:
             raise RuntimeError("set the distribution's parameters (proba_distribution) before masking it")
-        self._mask(masks)
+        self._masks, self._log_probs, self._allowed = masks, None, None
+        if masks is not None:
+            self._normalized()  # checks the masks' shape now
+
+    def _normalized(self) -> th.Tensor:
+        """``[B, S, N]`` log-probabilities of the logits under the masks, computed once per (logits, masks): a
+        policy sets the logits then the masks, and normalizing in between would be thrown away."""
+        if self._log_probs is None:
+            self._mask(self._masks)
+        return self._log_probs
 
     def _mask(self, masks) -> None:
         index, valid = self._index.to(self._flat.device), self._valid.to(self._flat.device)
@@ -69,20 +79,22 @@ class TensorMaskedMultiCategorical(MaskableDistribution):
 
     def log_prob(self, actions: th.Tensor) -> th.Tensor:
         actions = actions.long().view(-1, len(self.action_dims))
-        return self._log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1).sum(dim=1)
+        return self._normalized().gather(-1, actions.unsqueeze(-1)).squeeze(-1).sum(dim=1)
 
     def entropy(self) -> th.Tensor:
-        probs = self._log_probs.exp()  # masked choices: exp(-1e8) = 0
-        p_log_p = th.where(self._allowed, self._log_probs * probs, th.zeros((), dtype=probs.dtype, device=probs.device))
+        log_probs = self._normalized()
+        probs = log_probs.exp()  # masked choices: exp(-1e8) = 0
+        p_log_p = th.where(self._allowed, log_probs * probs, th.zeros((), dtype=probs.dtype, device=probs.device))
         return -p_log_p.sum(dim=(1, 2))
 
     def sample(self) -> th.Tensor:
         # Gumbel-max: argmax(log p + Gumbel noise) is a draw from p; masked choices stay at about -1e8
-        uniform = th.rand_like(self._log_probs).clamp_(min=th.finfo(self._log_probs.dtype).tiny)
-        return (self._log_probs - th.log(-th.log(uniform))).argmax(dim=-1)
+        log_probs = self._normalized()
+        uniform = th.rand_like(log_probs).clamp_(min=th.finfo(log_probs.dtype).tiny)
+        return (log_probs - th.log(-th.log(uniform))).argmax(dim=-1)
 
     def mode(self) -> th.Tensor:
-        return th.softmax(self._log_probs, dim=-1).argmax(dim=-1)  # argmax of the probabilities, as sb3-contrib
+        return th.softmax(self._normalized(), dim=-1).argmax(dim=-1)  # argmax of the probabilities, as sb3-contrib
 
     def actions_from_params(self, action_logits: th.Tensor, deterministic: bool = False) -> th.Tensor:
         self.proba_distribution(action_logits)

@@ -1,13 +1,15 @@
 """Array speed (issue 11): the batched env against SyncVectorEnv, and PPO on the new stack against the old.
 
     PYTHONPATH=. .venv/bin/python bench/bench_batched.py [--seconds 5] [--ppo-rollouts 4] [--curve 60000]
+        [--ppo-config "n_epochs=4 batch_size=960" ...]
 
-1. env-steps/s of ``gym.make_vec(id, num_envs=B)`` (the batched env) and of Gymnasium's ``SyncVectorEnv`` over
-   the single env at the same ``B``, random masked actions, autoresets included, both measured here in turn
-   (the ratio is what counts on a shared machine); ``table1`` at ``B = 1024`` and ``large`` at ``B = 128``.
+1. env-steps/s of ``gym.make_vec(id, num_envs=B)`` (the batched env) with ``threads=1`` (the default) and
+   ``threads=2`` (members split between two numba threads) and of Gymnasium's ``SyncVectorEnv`` over the single
+   env at the same ``B``, random masked actions, autoresets included, all measured here in turn (the ratio is what
+   counts on a shared machine); ``table1`` at ``B = 1024`` and ``large`` at ``B = 128``.
 2. PPO timesteps/s on ``table1`` with the shipped agent's config: the old stack (sb3-contrib's distribution,
    ``DummyVecEnv`` of wrapped single envs) and the new (tensor distribution, ``BatchedVecEnv``), with the
-   env's share of the time.
+   env's share of the time; then the new stack with each ``--ppo-config`` change of that config.
 3. ``--curve N``: a learning-curve comparison, same config and seeds, old and new stack, validation mean return
    (seeds 900-909) every ``N/6`` timesteps.
 """
@@ -86,15 +88,27 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--ppo-rollouts", type=int, default=4)
     p.add_argument("--curve", type=int, default=0, help="timesteps of the learning-curve comparison (0: skip)")
+    p.add_argument(
+        "--ppo-config",
+        action="append",
+        default=[],
+        help='changes of the shipped config to time on the new stack, e.g. "n_epochs=4 batch_size=960"',
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
-    print("| scenario | B | batched env-steps/s | SyncVectorEnv env-steps/s | ratio |\n|---|---:|---:|---:|---:|")
+    print("| scenario | B | threads | batched env-steps/s | SyncVectorEnv env-steps/s | ratio |\n"
+          "|---|---:|---:|---:|---:|---:|")  # fmt: skip
     for preset, B in (("table1", 1024), ("large", 128)):
-        batched = vector_speed(gym.make_vec("CrossBorderDispatch-v0", num_envs=B, scenario=preset), args.seconds)
+        speeds = {}
+        for threads in (1, 2):
+            batched = gym.make_vec("CrossBorderDispatch-v0", num_envs=B, scenario=preset, threads=threads)
+            vector_speed(batched, 1.0)  # compile outside the timing
+            speeds[threads] = vector_speed(batched, args.seconds)
         sync = vector_speed(
             gym.make_vec("CrossBorderDispatch-v0", num_envs=B, vectorization_mode="sync", scenario=preset), args.seconds
         )
-        print(f"| {preset} | {B} | {batched:,.0f} | {sync:,.0f} | {batched / sync:.1f} |", flush=True)
+        for threads, speed in speeds.items():
+            print(f"| {preset} | {B} | {threads} | {speed:,.0f} | {sync:,.0f} | {speed / sync:.1f} |", flush=True)
     config = PPOConfig.from_file(shipped_agent_path("table1") / "config.yaml")
     config.pretrain_teacher = None
     print("\n| PPO stack (table1, shipped config) | timesteps/s | env share |\n|---|---:|---:|")
@@ -106,6 +120,16 @@ def main() -> None:
         print(f"| {label} | {rates[label]:,.0f} | {share:.0%} |", flush=True)
     old, new = rates.values()
     print(f"\nnew / old: {new / old:.2f}x")
+    if args.ppo_config:
+        print("\n| new stack, shipped config with | timesteps/s | env share |\n|---|---:|---:|")
+    for change in args.ppo_config:
+        changed = PPOConfig.from_file(shipped_agent_path("table1") / "config.yaml")
+        changed.pretrain_teacher, changed.distribution, changed.vec_env = None, "tensor", "batched"
+        for item in change.split():
+            name, value = item.split("=")
+            setattr(changed, name, type(getattr(changed, name))(value))
+        rate, share = ppo_speed(changed.validate(), args.ppo_rollouts)
+        print(f"| {change} | {rate:,.0f} | {share:.0%} |", flush=True)
     if args.curve:
         print("\n| stack | timesteps | validation mean return | wall s |\n|---|---:|---:|---:|")
         for label, distribution, vec_env in (("old", "sb3-contrib", "dummy"), ("new", "tensor", "batched")):

@@ -16,6 +16,9 @@ Gymnasium 1.x vector semantics:
   ``NEXT_STEP`` the step after a member's last day resets it, ignores its action and returns its first
   observation with reward 0; with ``SAME_STEP`` the last day's step already returns the next episode's
   first observation, the last one in ``infos["final_obs"]``;
+* ``threads`` (default 1): members cut into this many runs stepped in parallel by numba's threads (at most
+  ``numba.get_num_threads()`` at once); the results are the same for any value. More than one pays only with
+  large batches and idle cores: on a loaded machine a thread waiting for a core stalls every step;
 * ``action_masks()`` ``[B, sum(nvec)]`` bool, also ``infos["action_mask"]``; ``infos["reward_terms"]``
   (each term ``[B]``), ``infos["episode_kpis"]`` for members whose episode ended (masked by
   ``infos["_episode_kpis"]``), ``infos["episode_seed"]`` ``[B]``.
@@ -32,11 +35,11 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs import kernels
+from envs import kernels, sampler
 from envs.dispatch_env import CrossBorderDispatchEnv
-from envs.dynamics import KPI_COUNTERS, KPI_NAMES, kernel_net
+from envs.dynamics import KPI_COUNTERS, KPI_NAMES, empty_state, kernel_net
 from envs.layout import Decisions
-from envs.realization import Trace
+from envs.realization import Realization
 from envs.reward import TERM_NAMES, signed_sum
 from envs.scenario import Scenario
 
@@ -55,9 +58,13 @@ class BatchedDispatchEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
         next_seed: Callable[[int], int] | None = None,
+        threads: int = 1,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} must be an integer >= 1")
+        if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+            raise ValueError(f"threads={threads!r} must be an integer >= 1")
+        self.threads = int(threads)  # members cut into this many runs, stepped in parallel when > 1
         mode = AutoresetMode(autoreset_mode)
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode='Disabled' is not supported; allowed: 'NextStep', 'SameStep'")
@@ -75,31 +82,34 @@ class BatchedDispatchEnv(VectorEnv):
         self.action_space = batch_space(single.action_space, B)
         net = self.net
         T, W, K, D, L, S = net.T, net.W, net.K, net.D, net.L, net.n_lots
-        # realizations, one per member (rewritten at each of its resets): the kernels' trace arguments
+        # realizations, one per member (rewritten at each of its resets): its demand, and the kernels' trace
+        # arguments (lots, Eq.1, Eq.4, transit days, abnormal delay, delivery open, transfer open, lead, supply)
+        self._demand = np.zeros((B, T, net.R, K), np.int64)
         self._trace = (
             np.zeros((B, T, S), np.int64), np.zeros((B, T, D)), np.zeros((B, T, D)), np.zeros((B, T, D), np.int64),
             np.zeros((B, T, D), np.int64), np.zeros((B, T, D), np.bool_), np.zeros((B, T, L), np.bool_),
             np.ones((B, T, L), np.int64), np.zeros((B, T, W, K), np.int64),
         )  # fmt: skip
-        self._state = (
-            np.zeros(B, np.int64), np.zeros((B, W, K), np.int64),
-            np.zeros((B, T + net.tl_max_lead + 1, W, K), np.int64),
-            np.zeros((B, W), np.int64), np.zeros(B, np.int64), np.zeros(B, np.int64),
-            np.zeros((B, len(KPI_COUNTERS))), np.zeros(B, np.int64),
-        )  # fmt: skip
+        self._state = empty_state(net, B)
         self._lot_mask = np.zeros((B, *net.lot_lane_table.shape), np.bool_)
         self._transfer_mask = np.zeros((B, net.L * net.K, net.transfer_qty_table.shape[1]), np.bool_)
+        self._flat = np.zeros((B, int(self.layout.nvec.sum())), np.bool_)  # the flat masks of the current state
         self._obs = np.zeros((B, single.observation_space.shape[0]), np.float32)
         self._terms = np.zeros((B, len(TERM_NAMES)))
         self._lot_choice = np.empty((B, S), np.int64)
         self._transfer_choice = np.zeros((B, net.L * net.K), np.int64)
         self._needs_reset = np.zeros(B, np.bool_)  # NEXT_STEP: the member ended last step
+        self._idle = np.zeros(B, np.bool_)
+        # a member's next episode: its seed, and whether the kernel draws it (else :meth:`_begin` copies it in: a
+        # deterministic scenario's one realization)
+        self._seed_of = np.zeros(B, np.int64)
+        self._drawn = np.full(B, not self.scenario.deterministic)
+        self._model = sampler.model(net)
         self.episode_seeds = np.zeros(B, np.int64)
         self._member_rng: list[np.random.Generator] = []
         # the seed of member b's next episode when none is given: ``next_seed(b)`` (training seed streams,
         # agents/vec_env.py), else drawn from the member's own np_random as a single env's reset() draws it
         self._next_seed = next_seed
-        self.realizations: list = [None] * B
         self._ready = False
 
     # ------------------------------------------------------------------ API
@@ -119,10 +129,10 @@ class BatchedDispatchEnv(VectorEnv):
         for b in np.flatnonzero(mask):
             if seeds[b] is not None:
                 self._member_rng[b] = seeding.np_random(int(seeds[b]))[0]
-            self._reset_member(int(b), seeds[b])
+        self._run(self._begin(mask, seeds), self._idle)
         self._needs_reset[mask] = False
         self._ready = True
-        return self._observe(), self._infos(self._state[0].copy())
+        return self._obs.copy(), self._infos(self._state[0].copy())
 
     def step(self, actions):
         if not self._ready:
@@ -131,26 +141,23 @@ class BatchedDispatchEnv(VectorEnv):
         mode = self.metadata["autoreset_mode"]
         restart = self._needs_reset.copy()  # NEXT_STEP: these members only reset now
         active = ~restart
-        lots, transfers = self._split(actions)
         day, T = self._state[0], self.net.T
         played = np.where(active, day, 0)  # the day each member plays (0: the reset's first day)
-        kernels.step(kernel_net(self.net), *self._trace, *self._state, lots, transfers, active, self._terms)
+        # one compiled call: the restarting members begin their next episode, the others play their day
+        self._run(self._begin(restart), active, *self._split(actions))
         terms = np.where(active[:, None], self._terms, 0.0)
         rewards = signed_sum({name: terms[:, i] for i, name in enumerate(TERM_NAMES)})
         terminated = active & (day >= T)
         kpis = self._episode_kpis(terminated) if terminated.any() else None
         final_obs = None
         if mode == AutoresetMode.SAME_STEP and terminated.any():
-            final_obs = self._observe().copy()
-            for b in np.flatnonzero(terminated):
-                self._reset_member(int(b), None)
-        for b in np.flatnonzero(restart):
-            self._reset_member(int(b), None)
+            final_obs = self._obs.copy()
+            self._run(self._begin(terminated), self._idle)
         self._needs_reset = terminated if mode == AutoresetMode.NEXT_STEP else np.zeros_like(terminated)
         infos = self._infos(played, terms, active, kpis, terminated)
         if final_obs is not None:
             infos["final_obs"], infos["_final_obs"] = final_obs, terminated.copy()
-        return self._observe(), rewards, terminated, np.zeros(self.num_envs, np.bool_), infos
+        return self._obs.copy(), rewards, terminated, np.zeros(self.num_envs, np.bool_), infos
 
     @property
     def days(self) -> np.ndarray:
@@ -159,11 +166,18 @@ class BatchedDispatchEnv(VectorEnv):
 
     def action_masks(self) -> np.ndarray:
         """``[B, sum(nvec)]`` bool: per member, True where a choice is feasible alone today."""
-        self._compute_masks()
-        layout = self.layout
-        lots = self._lot_mask if layout.routes else None
-        transfers = self._transfer_mask if layout.transfers else None
-        return layout.flat_mask(lots, transfers)
+        return self._flat.copy()
+
+    def realization(self, b: int) -> Realization:
+        """Member ``b``'s current realization (a copy; its arrays are rewritten at the member's next reset)."""
+        t = self._trace
+        return Realization(int(self.episode_seeds[b]), self._demand[b].copy(), t[3][b].copy(), t[4][b].copy(),
+                           t[5][b].copy(), t[7][b].copy(), t[6][b].copy(), t[8][b].copy())  # fmt: skip
+
+    @property
+    def realizations(self) -> list[Realization]:
+        """Every member's current realization (copies; see :meth:`realization`)."""
+        return [self.realization(b) for b in range(self.num_envs)]
 
     def close_extras(self, **kwargs) -> None:
         self.single.close()
@@ -180,25 +194,44 @@ class BatchedDispatchEnv(VectorEnv):
             raise ValueError(f"seed must be None, an integer >= 0 or {B} such integers; got {seed!r}")
         return [int(s) for s in seeds]
 
-    def _reset_member(self, b: int, seed: int | None) -> None:
-        """New episode for member ``b``: its seed (given, or drawn from its own stream as a single env's
-        ``reset()`` draws it), realization, trace and starting state."""
-        if seed is not None:
-            episode_seed = int(seed)
-        elif self._next_seed is not None:
-            episode_seed = int(self._next_seed(b))
-        else:
-            episode_seed = int(self._member_rng[b].integers(0, 2**63 - 1))
-        real = self.scenario.sample(episode_seed)
-        trace = Trace.compile(self.net, real)
-        for target, source in zip(self._trace, trace.batch, strict=True):
-            target[b] = source[0]
-        day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived = self._state
-        day[b], supplied[b], shipped[b], arrived[b] = 0, 0, 0, 0
-        on_hand[b], inbound[b], en_route[b], kpi[b] = self.net.initial_stock, 0, 0, 0.0
-        kernels.receive(b, self._trace[8], day, on_hand, inbound, en_route, supplied, arrived)
-        self.episode_seeds[b] = episode_seed
-        self.realizations[b] = real
+    def _begin(self, members: np.ndarray, seeds: list[int | None] | None = None) -> np.ndarray:
+        """Prepare a new episode for each of ``members`` (``[B]`` bool): its seed (given, or drawn from its own
+        stream as a single env's ``reset()`` draws it), drawn by the next :meth:`_run` (or copied in here when the
+        kernel cannot draw it). Returns ``members``, the ``reset`` argument of that run."""
+        for b in np.flatnonzero(members):
+            seed = None if seeds is None else seeds[b]
+            if seed is not None:
+                episode_seed = int(seed)
+            elif self._next_seed is not None:
+                episode_seed = int(self._next_seed(int(b)))
+            else:
+                episode_seed = int(self._member_rng[b].integers(0, 2**63 - 1))
+            self.episode_seeds[b] = self._seed_of[b] = episode_seed
+            if not self._drawn[b]:  # a deterministic scenario: its one realization, scenario.sample's own path
+                real = self.scenario.sample(episode_seed)
+                t = self._trace
+                for target, x in zip((self._demand, t[3], t[4], t[5], t[7], t[6], t[8]),
+                                     (real.demand, real.transit_days, real.abnormal_delay, real.delivery_open,
+                                      real.transfer_lead, real.transfer_open, real.supply), strict=True):  # fmt: skip
+                    target[b] = x
+        return members
+
+    def _run(self, reset: np.ndarray, active: np.ndarray, lots: np.ndarray | None = None,
+             transfers: np.ndarray | None = None) -> None:  # fmt: skip
+        """One call of :func:`envs.kernels.advance_batch`: members with ``reset`` begin the episode :meth:`_begin`
+        prepared, those with ``active`` play the day of ``lots``/``transfers``; every member's masks and
+        observation are then current."""
+        single, layout = self.single, self.layout
+        lot_flat, transfer_flat = layout.flat_positions
+        draw = reset & self._drawn
+        advance = kernels.advance_batch_serial if self.threads == 1 else kernels.advance_batch
+        advance(
+            kernel_net(self.net), self._model, reset, draw, self._seed_of, self._demand, *self._trace, *self._state,
+            self._lot_choice if lots is None else lots, self._transfer_choice if transfers is None else transfers,
+            active, self._terms, self.net.lot_home_choice, layout.routes, self._lot_mask, self._transfer_mask,
+            lot_flat, transfer_flat, self._flat, single._forecast, single.forecast_days, single.stock_scale,
+            single.demand_scale, self._obs, self.threads,
+        )  # fmt: skip
 
     def _split(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         layout = self.layout
@@ -210,18 +243,6 @@ class BatchedDispatchEnv(VectorEnv):
         if not layout.transfers:
             return lots, self._transfer_choice
         return lots, np.ascontiguousarray(actions[:, layout.n_lot_slots :])
-
-    def _compute_masks(self) -> None:
-        t = self._trace
-        day, on_hand, _, en_route = self._state[:4]
-        kernels.masks(kernel_net(self.net), t[0], t[5], t[6], day, on_hand, en_route, self.net.lot_home_choice,
-                      self.layout.routes, self._lot_mask, self._transfer_mask)  # fmt: skip
-
-    def _observe(self) -> np.ndarray:
-        t, s, single = self._trace, self._state, self.single
-        kernels.observe(t[0], t[5], t[6], s[0], s[1], s[2], single._forecast, single.forecast_days,
-                        single.stock_scale, single.demand_scale, self._obs)  # fmt: skip
-        return self._obs.copy()
 
     def _episode_kpis(self, members: np.ndarray) -> dict[str, np.ndarray]:
         """The single env's ``episode_kpis`` for every member (read where ``members`` is True)."""

@@ -9,10 +9,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs import reward
+from envs import kernels, reward
 from envs.dynamics import State, day_masks, episode_kpis, initial_state, kernel_net
 from envs.forecast import demand_cap, expected_demand, expected_supply
-from envs.kernels import advance, observe
 from envs.layout import Decisions, action_layout, check_decisions
 from envs.realization import Realization, Trace
 from envs.render import ansi_frame, rgb_frame, routed_units
@@ -237,6 +236,23 @@ class CrossBorderDispatchEnv(gym.Env):
         # [L*K, max levels], "flat" [sum(nvec)]
         self._masks: dict[str, np.ndarray] = {}
         self._mask_state: State | None = None
+        # what the compiled step writes besides the new state and observation (read at once, overwritten by the
+        # next step): the day's terms [1, 5] and the new state's masks, as tables and flat
+        self._terms = np.zeros((1, len(TERM_NAMES)))
+        self._mask_buffers = (
+            np.zeros((1, *net.lot_lane_table.shape), dtype=np.bool_),
+            np.zeros((1, net.L * net.K, net.transfer_qty_table.shape[1]), dtype=np.bool_),
+            np.zeros((1, int(self.layout.nvec.sum())), dtype=np.bool_),
+        )
+        self._obs_shape = (1, self.observation_space.shape[0])
+        # the episode's trace as the compiled step reads it (the arrays of self.trace.batch, copied in at reset)
+        T, D, L = net.T, net.D, net.L
+        self._trace_buffers = (
+            np.zeros((1, T, net.n_lots), np.int64), np.zeros((1, T, D)), np.zeros((1, T, D)),
+            np.zeros((1, T, D), np.int64), np.zeros((1, T, D), np.int64), np.zeros((1, T, D), np.bool_),
+            np.zeros((1, T, L), np.bool_), np.ones((1, T, L), np.int64), np.zeros((1, T, net.W, net.K), np.int64),
+        )  # fmt: skip
+        self._context = self._make_context()
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -257,7 +273,10 @@ class CrossBorderDispatchEnv(gym.Env):
         self.trace = Trace.compile(self.net, real)
         self.state = initial_state(self.net, self.trace)
         self.last_terms = self.last_routed = None
-        return self._observation(), {"action_mask": self.action_masks(), "day": 0}
+        for target, source in zip(self._trace_buffers, self.trace.batch, strict=True):
+            target[...] = source
+        obs = self._compiled(self.state, False, _NO_LOTS, _NO_TRANSFERS)
+        return obs, {"action_mask": self.action_masks(), "day": 0}
 
     def step(self, action):
         if self.state is None:
@@ -309,25 +328,40 @@ class CrossBorderDispatchEnv(gym.Env):
             layout=self.layout,
         )
 
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_context"] = None  # a compiled structure (not picklable): rebuilt on the buffers it shares
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._context = self._make_context()
+
     # ------------------------------------------------------------ internals
+    def _make_context(self) -> kernels.Context:
+        net, layout = self.net, self.layout
+        return kernels.context(kernel_net(net), self._trace_buffers, self._forecast, self.forecast_days,
+                               self.stock_scale, self.demand_scale, net.lot_home_choice, layout.routes,
+                               *layout.flat_positions, self._terms, *self._mask_buffers)  # fmt: skip
+
     def _advance(self, action: np.ndarray) -> dict[str, float]:
         """Play the day (the pure :func:`envs.dynamics.transition` on a copy of the state) and compute the new
-        state's masks and observation, all in one compiled call (:func:`envs.kernels.advance`)."""
-        net, layout, new = self.net, self.layout, self.state.copy()
-        lots, transfers = layout.split(action)
-        terms = np.zeros((1, len(TERM_NAMES)))
-        lot_mask = np.empty((1, *net.lot_lane_table.shape), dtype=np.bool_)
-        transfer_mask = np.empty((1, net.L * net.K, net.transfer_qty_table.shape[1]), dtype=np.bool_)
-        flat = np.empty((1, int(layout.nvec.sum())), dtype=np.bool_)
-        obs = np.empty((1, self.observation_space.shape[0]), dtype=np.float32)
-        lot_flat, transfer_flat = layout.flat_positions
-        advance(kernel_net(net), *self.trace.batch, *new.arrays, np.ascontiguousarray(lots)[None],
-                np.ascontiguousarray(transfers)[None], _ONE, terms, net.lot_home_choice, layout.routes, lot_mask,
-                transfer_mask, lot_flat, transfer_flat, flat, self._forecast, self.forecast_days, self.stock_scale,
-                self.demand_scale, obs)  # fmt: skip
-        self.state, self._observed = new, obs[0]
-        self._masks, self._mask_state = {"lots": lot_mask[0], "transfers": transfer_mask[0], "flat": flat[0]}, new
-        return dict(zip(TERM_NAMES, terms[0].tolist(), strict=True))
+        state's masks and observation, all in one compiled call (:func:`envs.kernels.advance_single`)."""
+        new = self.state.copy()
+        lots, transfers = self.layout.split(action)
+        self._observed = self._compiled(new, True, np.ascontiguousarray(lots)[None],
+                                        np.ascontiguousarray(transfers)[None])  # fmt: skip
+        self.state = new
+        return dict(zip(TERM_NAMES, self._terms[0].tolist(), strict=True))
+
+    def _compiled(self, state: State, play: bool, lots: np.ndarray, transfers: np.ndarray) -> np.ndarray:
+        """:func:`envs.kernels.advance_single` on ``state`` (in place): with ``play`` the day of ``lots[1, S]``/
+        ``transfers[1, LK]``; then the masks of ``state`` (cached for it) and its observation (returned)."""
+        obs = np.empty(self._obs_shape, dtype=np.float32)
+        kernels.advance_single(self._context, play, *state.arrays, lots, transfers, obs)
+        lot_mask, transfer_mask, flat = self._mask_buffers
+        self._masks, self._mask_state = {"lots": lot_mask[0], "transfers": transfer_mask[0], "flat": flat[0]}, state
+        return obs[0]
 
     def _mask(self, name: str) -> np.ndarray:
         """The current state's ``"lots"``, ``"transfers"`` or ``"flat"`` mask, computed once per state (do not
@@ -342,14 +376,8 @@ class CrossBorderDispatchEnv(gym.Env):
             self._masks, self._mask_state = {"lots": lots, "transfers": transfers, "flat": flat}, st
         return self._masks[name]
 
-    def _observation(self) -> np.ndarray:
-        out = np.empty((1, self.observation_space.shape[0]), dtype=np.float32)
-        b, a = self.trace.batch, self.state.arrays
-        observe(b[0], b[5], b[6], a[0], a[1], a[2], self._forecast, self.forecast_days, self.stock_scale,
-                self.demand_scale, out)  # fmt: skip
-        return out[0]
-
 
 reward_of = reward.signed_sum  # reward = eq2 - eq1 - eq4 - eq5 - lost of the day's terms
-_ONE = np.ones(1, dtype=np.bool_)  # the single env's one member is always active
+# the choices of a call that plays no day (reset): never read
+_NO_LOTS, _NO_TRANSFERS = np.zeros((1, 0), dtype=np.int64), np.zeros((1, 0), dtype=np.int64)
 CrossBorderDispatchEnv.__doc__ = CrossBorderDispatchEnv.__doc__.replace("    {REWARD_TERMS}", reward.manual())

@@ -23,11 +23,10 @@ input never modified, so a caller may keep, copy or branch from any state. The t
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from envs import kernels
+from envs.kernels import kernel_net
 from envs.network import Network
 from envs.realization import Trace
 from envs.reward import TERM_NAMES
@@ -80,12 +79,6 @@ class State:
         return State(tuple(a.copy() for a in self.arrays))
 
 
-@functools.lru_cache(maxsize=64)
-def kernel_net(net: Network) -> kernels.NetArrays:
-    """The kernels' arrays of ``net`` (built once per network; ``Network`` hashes by identity)."""
-    return kernels.net_arrays(net)
-
-
 def lots_shipped(
     net: Network, lots: np.ndarray, delivery_open: np.ndarray, on_hand: np.ndarray, lot_choice: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -103,19 +96,24 @@ def lots_shipped(
 
 def initial_state(net: Network, trace: Trace) -> State:
     """Day 0 with its arrivals on hand."""
-    arrays = (
-        np.zeros(1, dtype=np.int64),
-        net.initial_stock[None].astype(np.int64),
-        np.zeros((1, net.T + net.tl_max_lead + 1, net.W, net.K), dtype=np.int64),
-        np.zeros((1, net.W), dtype=np.int64),
-        np.zeros(1, dtype=np.int64),
-        np.zeros(1, dtype=np.int64),
-        np.zeros((1, len(KPI_COUNTERS)), dtype=np.float64),
-        np.zeros(1, dtype=np.int64),
-    )
-    supply = trace.batch[8]
-    kernels.receive(0, supply, arrays[0], arrays[1], arrays[2], arrays[3], arrays[4], arrays[7])
+    arrays = empty_state(net, 1)
+    kernels.start(0, kernel_net(net), trace.batch[8], *arrays)
     return State(arrays)
+
+
+def empty_state(net: Network, B: int) -> tuple[np.ndarray, ...]:
+    """The kernels' state arrays of ``B`` members (zeros; :func:`envs.kernels.start` begins an episode), in
+    :attr:`State.FIELDS` order."""
+    return (
+        np.zeros(B, dtype=np.int64),
+        np.zeros((B, net.W, net.K), dtype=np.int64),
+        np.zeros((B, net.T + net.tl_max_lead + 1, net.W, net.K), dtype=np.int64),
+        np.zeros((B, net.W), dtype=np.int64),
+        np.zeros(B, dtype=np.int64),
+        np.zeros(B, dtype=np.int64),
+        np.zeros((B, len(KPI_COUNTERS)), dtype=np.float64),
+        np.zeros(B, dtype=np.int64),
+    )
 
 
 _ACTIVE = np.ones(1, dtype=np.bool_)

@@ -99,6 +99,10 @@ class ActionLayout:
     def _transfer_flat(self) -> np.ndarray:
         return self._flat_index[1]
 
+    @functools.cached_property
+    def _nvec_unsigned(self) -> np.ndarray:
+        return self.nvec.astype(np.uint64)
+
     @property
     def flat_positions(self) -> tuple[np.ndarray, np.ndarray]:
         """``(lot [R*K*J, C], transfer [L*K, V])`` int: each choice's position in the flat mask, -1 where the
@@ -108,8 +112,12 @@ class ActionLayout:
     def check(self, action, batch: int | None = None) -> np.ndarray:
         """The action(s) as int64, checked: shape ``[n]`` (or ``[batch, n]``), whole numbers, each entry in
         ``[0, nvec)``; otherwise a ``ValueError`` naming the first bad entry. Nothing is clipped."""
-        a = np.asarray(action)
         shape = self.nvec.shape if batch is None else (batch, self.size)
+        if type(action) is np.ndarray and action.dtype == np.int64 and action.shape == shape:
+            # the common case, checked with one comparison (a negative entry is a huge unsigned one)
+            if not (action.view(np.uint64) >= self._nvec_unsigned).any():
+                return action
+        a = np.asarray(action)
         if a.shape != shape:
             what = "action" if batch is None else f"actions of a batch of {batch}"
             raise ValueError(f"{what} has shape {a.shape}; expected {shape} (one entry per slot, see the docstring)")

@@ -9,8 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def lot_size(demand, J: int, j):
+    """Units of lot ``j`` (0-based) of a demand split into ``J`` lots: ``demand // J``, plus one for the first
+    ``demand % J`` lots. Scalars or broadcasting arrays; the compiled trace (:mod:`envs.kernels`) calls it too."""
+    return demand // J + (j < demand % J)
+
+
 def split_lots(demand: np.ndarray, J: int) -> np.ndarray:
     """Split integer demand ``[...]`` into ``J`` lots ``[..., J]``: as equal as possible, larger lots first."""
-    base = demand[..., None] // J
-    extra = (np.arange(J) < (demand[..., None] % J)).astype(demand.dtype)
-    return base + extra
+    return lot_size(demand[..., None], J, np.arange(J)).astype(demand.dtype)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from envs import kernels, sampler
 from envs.forecast import demand_cap, expected_demand, expected_supply
 from envs.lots import split_lots
-from envs.reward import lane_unit_costs
 
 if TYPE_CHECKING:  # annotations only: Scenario.sample calls this module
     from envs.network import Network
@@ -106,14 +106,17 @@ class Trace:
 
     @staticmethod
     def compile(net: Network, real: Realization) -> Trace:
-        route, delay = lane_unit_costs(net, real.transit_days)
+        """The trace of ``real`` (:func:`envs.kernels.compile_trace`: lots and per-unit costs, the formulas of
+        :mod:`envs.lots` and :mod:`envs.reward`), its arrays in the kernels' dtypes."""
         i64, f64, flag = np.int64, np.float64, np.bool_
-        lots = np.ascontiguousarray(real.lots(net.J).reshape(net.T, -1), dtype=i64)
-        route, delay = np.ascontiguousarray(route, dtype=f64), np.ascontiguousarray(delay, dtype=f64)
-        arrays = (lots, route, delay) + tuple(
+        lots, route, delay = np.empty((net.T, net.n_lots), i64), np.empty((net.T, net.D), f64), np.empty((net.T, net.D))
+        transit = np.ascontiguousarray(real.transit_days, dtype=i64)
+        kernels.compile_trace(kernels.kernel_net(net), np.ascontiguousarray(real.demand, dtype=i64), transit, lots,
+                              route, delay)  # fmt: skip
+        arrays = (lots, route, delay, transit) + tuple(
             np.ascontiguousarray(x, dtype=dtype)
             for x, dtype in (
-                (real.transit_days, i64), (real.abnormal_delay, i64), (real.delivery_open, flag),
+                (real.abnormal_delay, i64), (real.delivery_open, flag),
                 (real.transfer_open, flag), (real.transfer_lead, i64), (real.supply, i64),
             )
         )  # fmt: skip
@@ -121,7 +124,11 @@ class Trace:
 
 
 def sample_realization(scenario: Scenario, seed: int) -> Realization:
-    """Draw a realization; the draw order is fixed so a seed always gives the same trace."""
+    """Draw a realization; the draw order is fixed so a seed always gives the same trace.
+
+    ``seed``: an integer >= 0. The draws are those of ``np.random.default_rng(seed)`` in the order of
+    :func:`envs.sampler.draw` (compiled; bit for bit numpy's stream). A deterministic scenario has no draws.
+    """
     net = scenario.network
     T, D, L = net.T, net.D, net.L
     mean_demand = net.mean_demand
@@ -138,31 +145,20 @@ def sample_realization(scenario: Scenario, seed: int) -> Realization:
             transfer_open=np.ones((T, L), dtype=bool),
             supply=expected_supply(scenario),
         )
-    # Draw order (fixed): demand, transit, abnormal flags, abnormal days, closures, leads, transfer
-    # closures, supplier noise (one normal per scheduled arrival, shipments in scenario order).
-    rng = np.random.default_rng(seed)
-    demand = np.minimum(rng.poisson(mean_demand), net.demand_cap)
-    base = rng.integers(net.dl_transit_range[:, 0], net.dl_transit_range[:, 1] + 1, size=(T, D))
-    is_abnormal = rng.random((T, D)) < net.dl_abnormal_prob
-    extra = rng.integers(net.dl_abnormal_range[:, 0], net.dl_abnormal_range[:, 1] + 1, size=(T, D))
-    delay = np.where(is_abnormal, extra, 0)
-    open_d = rng.random((T, D)) >= net.dl_closure_prob
-    lead = rng.integers(net.tl_lead_range[:, 0], net.tl_lead_range[:, 1] + 1, size=(T, L))
-    open_t = rng.random((T, L)) >= net.tl_closure_prob
-
-    noise = rng.standard_normal(len(net.supply_day))
-    q = net.supply_quantity
-    qty = np.minimum(np.maximum(np.floor(q * (1 + net.supply_cv * noise) + 0.5), 0), 2 * q).astype(np.int64)
-    # the arrivals of one (day, hub, SKU) add up (bincount over the flat index = np.add.at, faster)
-    supply = np.bincount(net.supply_index, weights=qty, minlength=T * net.W * net.K)
-    supply = supply.astype(np.int64).reshape(T, net.W, net.K)
+    # the draws (their order, the distributions, numpy's default_rng(seed) stream bit for bit): envs.sampler.draw
+    R, K, W = net.R, net.K, net.W
+    demand, supply = np.empty((T, R, K), np.int64), np.empty((T, W, K), np.int64)
+    transit, abnormal, open_d = np.empty((T, D), np.int64), np.empty((T, D), np.int64), np.empty((T, D), np.bool_)
+    lead, open_t = np.empty((T, L), np.int64), np.empty((T, L), np.bool_)
+    sampler.draw_one(sampler.entropy_words(seed), sampler.model(net), demand, transit, abnormal, open_d, lead, open_t,
+                     supply)  # fmt: skip
     return Realization(
         seed=int(seed),
         demand=demand,
-        transit_days=(base + delay).astype(np.int64),
-        abnormal_delay=delay.astype(np.int64),
+        transit_days=transit,
+        abnormal_delay=abnormal,
         delivery_open=open_d,
-        transfer_lead=lead.astype(np.int64).reshape(T, L),
-        transfer_open=open_t.reshape(T, L),
+        transfer_lead=lead,
+        transfer_open=open_t,
         supply=supply,
     )

@@ -151,3 +151,33 @@ def test_batched_vec_env_infos_and_seeds():
         assert info["terminal_observation"].shape == venv.observation_space.shape
         assert set(info["episode_kpis"]) == set(envs.dynamics.KPI_NAMES)
     assert sum(venv.get_attr("env_seconds")) > 0
+
+
+@pytest.mark.parametrize(("preset", "B"), [("table1", 37), ("table1-det", 5), ("promo", 16)])
+def test_threads_do_not_change_the_batch(preset, B):
+    """The members cut into 1, 2 or 3 runs (serial, or numba's parallel threads; the realization drawn inside the
+    kernel) give the same observations, rewards, masks and realizations, step for step with autoresets."""
+    runs = []
+    for threads in (1, 2, 3):
+        env = BatchedDispatchEnv(B, preset, autoreset_mode=AutoresetMode.SAME_STEP, threads=threads)
+        out = [env.reset(seed=100)]
+        rng = np.random.default_rng(1)
+        for _ in range(70):
+            actions = masked_actions(rng, env.single_action_space.nvec, out[-1][-1]["action_mask"], False)
+            out.append(env.step(actions))
+        runs.append((out, [r.demand.copy() for r in env.realizations]))
+    (one, real_one), *others = runs
+    for other, real_other in others:
+        for a, b in zip(one, other, strict=True):
+            assert all(np.array_equal(x, y) for x, y in zip(a[:-1], b[:-1], strict=True))
+            assert np.array_equal(a[-1]["action_mask"], b[-1]["action_mask"])
+        assert all(np.array_equal(x, y) for x, y in zip(real_one, real_other, strict=True))
+    with pytest.raises(ValueError, match="threads=0 must be an integer >= 1"):
+        BatchedDispatchEnv(2, "tiny", threads=0)
+
+
+def test_member_realizations_are_scenario_samples():
+    env = BatchedDispatchEnv(3, "table1")
+    env.reset(seed=[5, 2**40, 2**63 - 2])
+    for b, seed in enumerate([5, 2**40, 2**63 - 2]):
+        assert env.realization(b).equals(env.scenario.sample(seed))
