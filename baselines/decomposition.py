@@ -36,11 +36,13 @@ import highspy
 import numpy as np
 
 from baselines.milp_model import INF, DispatchModel, eq5_secant
-from baselines.milp_solve import SOLVERS
+from baselines.solvers import SOLVERS
 from envs.reward import imbalance_per_pair
 
 BAND = 4  # Eq.5 segments added on each side of a violated one
 MASTER_PENALTY = 1e6  # USD per unit of capacity or convexity violated by the master's artificial columns
+RESTRICTED_EVERY = 5  # nodes between two runs of the restricted whole-model heuristic (the root runs it)
+RESTRICTED_NODES = 500  # its branch-and-bound node limit
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,8 @@ def _violated(block: Block, x: np.ndarray, known: set) -> np.ndarray:
     pairs = np.repeat(bad, len(band))
     seg = (stock[bad][:, None] + band[None, :]).ravel()
     seg = np.clip(seg, 0, np.maximum(block.inv_upper[pairs] - 1, 0)).astype(np.int64)
-    cuts = list(dict.fromkeys((int(p), int(s)) for p, s in zip(pairs, seg, strict=True) if (int(p), int(s)) not in known))
+    fresh = ((int(p), int(s)) for p, s in zip(pairs, seg, strict=True))
+    cuts = [c for c in dict.fromkeys(fresh) if c not in known]
     return np.array(cuts, dtype=np.int64).reshape(-1, 2)
 
 
@@ -381,17 +384,17 @@ class _Search:
     def price(self, duals: np.ndarray, branch, which: list[int], reference: float) -> dict[int, tuple]:
         """Solve blocks ``which`` at ``duals`` under ``branch``: ``{k: (result, column index or None)}``."""
         scale = abs(self.best) if np.isfinite(self.best) else abs(reference)
-        abs_gap = max(1e-7, 0.05 * self.mip_gap * scale / self.K)  # a twentieth of the allowed gap, shared
-        left = None if self.time_limit is None else max(self.time_limit - (time.perf_counter() - self.t0), 1e-3)
-        requests = []
-        for k in which:
+        abs_gap = max(1e-7, 0.1 * self.mip_gap * scale / self.K)  # a tenth of the allowed gap, shared
+
+        def request(k: int) -> PriceRequest:
             rows = tuple((i, lo, hi) for kk, i, lo, hi in branch if kk == k)
-            requests.append(PriceRequest(k, duals, rows, self.cuts[k], self.last[k], abs_gap, self.solver,
-                                         self.threads, left))  # fmt: skip
-        if self.backend is None or len(requests) <= 1:
-            answers = {r.k: price(self.d, r) for r in requests}
+            left = None if self.time_limit is None else max(self.time_limit - (time.perf_counter() - self.t0), 1e-3)
+            return PriceRequest(k, duals, rows, self.cuts[k], self.last[k], abs_gap, self.solver, self.threads, left)
+
+        if self.backend is None or len(which) <= 1:
+            answers = {k: price(self.d, request(k)) for k in which}  # each with the time left when it starts
         else:
-            answers = {item.k: res for item, res in self.backend.map(price, self.d, requests)}
+            answers = {item.k: res for item, res in self.backend.map(price, self.d, [request(k) for k in which])}
         out = {}
         for k in sorted(answers):  # fold in block order: the same state whatever order they finished in
             res = answers[k]
@@ -430,11 +433,14 @@ class _Search:
             choice = _master_integer(self.d, self.pool)  # any column of any node is a plan of its block
             if choice is not None:
                 self.try_incumbent(choice)
+            allowed = self.pool.allowed(node.branch)
+            lp = _master(self.d, self.pool, allowed)
+            if not self.prunable(bound) and (result.nodes - 1) % RESTRICTED_EVERY == 0:
+                self.restricted_plan(allowed, lp)
             if self.prunable(bound):
                 closed = max(closed, bound)
                 continue
-            allowed = self.pool.allowed(node.branch)
-            split = _branching(self.pool, allowed, _master(self.d, self.pool, allowed))
+            split = _branching(self.pool, allowed, lp)
             if split is None:  # every block's LP mix has one usage profile: no better than its best column
                 closed = max(closed, bound)
                 continue
@@ -450,6 +456,33 @@ class _Search:
             if not queue and result.bound - self.best <= self.mip_gap * abs(self.best) + 1e-9:
                 result.status = "optimal"
         return result
+
+    def restricted_plan(self, allowed, lp: _MasterLP) -> None:
+        """A plan of the whole model near the master's LP mix (a primal heuristic, like RINS): every integer column
+        on which a block's mixed plans agree is fixed, the rest (and the capacity rows) left to HiGHS, stopped
+        after ``RESTRICTED_NODES`` nodes (a deterministic limit). Its blocks' plans join the columns."""
+        lower = [b.lower.copy() for b in self.d.blocks]
+        upper = [b.upper.copy() for b in self.d.blocks]
+        for k, block in enumerate(self.d.blocks):
+            plans = [
+                self.pool.plan[kk][p] for (kk, p), w in zip(allowed, lp.weights, strict=True) if kk == k and w > 1e-6
+            ]
+            if not plans:
+                continue
+            stack = np.array(plans)
+            agree = (block.integrality > 0) & np.all(stack == stack[0], axis=0)
+            lower[k][agree] = upper[k][agree] = stack[0][agree]
+        h, offsets = _whole_model(self.d, self.cuts, lower, upper)
+        h.setOptionValue("mip_max_nodes", RESTRICTED_NODES)
+        h.setOptionValue("mip_rel_gap", self.mip_gap)
+        h.run()
+        if h.getInfo().primal_solution_status != 2:
+            return
+        x = np.asarray(h.getSolution().col_value)
+        choice = []
+        for k, block in enumerate(self.d.blocks):
+            choice.append(self.add_column(k, block.exact(x[offsets[k] : offsets[k] + block.n])))
+        self.try_incumbent(choice)
 
     def node_bound(self, node: _Node) -> tuple[float, np.ndarray | None, np.ndarray | None]:
         """Column generation at ``node``: ``(bound, duals, block bounds)`` (the duals of the best Lagrangian bound)."""
@@ -581,6 +614,40 @@ def _master_integer(decomposition: Decomposition, pool: _Pool) -> list[int] | No
         if w > 0.5:
             choice[k] = p
     return choice
+
+
+def _whole_model(d: Decomposition, cuts, lower, upper) -> tuple[highspy.Highs, np.ndarray]:
+    """The whole model again from its blocks (their rows and Eq.5 cuts, and the capacity rows), with the given
+    column bounds: ``(HiGHS model, offset of each block's columns)``."""
+    offsets = np.concatenate([[0], np.cumsum([b.n for b in d.blocks])])
+    n = int(offsets[-1])
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("random_seed", 0)
+    cost = np.concatenate([b.cost for b in d.blocks])
+    integrality = np.concatenate([b.integrality for b in d.blocks]).astype(np.int32)
+    h.passModel(
+        n, 0, 0, int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMaximize), 0.0, cost,
+        np.concatenate(lower), np.concatenate(upper), np.zeros(0), np.zeros(0), np.zeros(1, dtype=np.int32),
+        np.zeros(0, dtype=np.int32), np.zeros(0), integrality,
+    )  # fmt: skip
+    for k, b in enumerate(d.blocks):
+        h.addRows(len(b.row_lower), b.row_lower, b.row_upper, len(b.row_index), b.row_start[:-1],
+                  (b.row_index + offsets[k]).astype(np.int32), b.row_value)  # fmt: skip
+        if len(cuts[k]):
+            pair, seg = cuts[k][:, 0], cuts[k][:, 1]
+            f0, slope = eq5_secant(b.imbalance_lambda, b.target[pair], seg)
+            m = len(pair)
+            index = (np.stack([b.e[pair], b.inv[pair]], axis=1).ravel() + offsets[k]).astype(np.int32)
+            value = np.stack([np.ones(m), -slope], axis=1).ravel()
+            h.addRows(m, f0 - slope * seg, np.full(m, INF), len(index), np.arange(0, 2 * m, 2, dtype=np.int32),
+                      index, value)  # fmt: skip
+    for i, cap in enumerate(d.capacity):
+        cols = [np.flatnonzero(b.usage[i]) for b in d.blocks]
+        index = np.concatenate([c + offsets[k] for k, c in enumerate(cols)]).astype(np.int32)
+        value = np.concatenate([b.usage[i, c] for b, c in zip(d.blocks, cols, strict=True)])
+        h.addRow(-INF, cap, len(index), index, value)
+    return h, offsets
 
 
 def _lp_from_triplets(cost, rows, cols, vals, row_lower, row_upper, integer: bool = False) -> highspy.Highs:

@@ -16,8 +16,9 @@ import numpy as np
 
 from baselines.heuristics import HEURISTICS
 from baselines.milp_model import DispatchModel, build_model
-from baselines.milp_solve import solve_model, solver_version
+from baselines.milp_solve import solve_model
 from baselines.plan_input import hindsight_input
+from baselines.solvers import solver_version
 from envs.files import atomic_target
 from envs.layout import decisions_of
 from envs.realization import Realization, Trace
@@ -129,11 +130,16 @@ def solve_hindsight(
     eq5_cuts: str = "lazy",
     solver: str = "highs",
     threads: int | None = None,
+    backend=None,
 ) -> HindsightResult:
     """Exact optimum (or best plan within ``time_limit`` seconds) of one realization for ``env_id``.
 
-    ``solver``: ``"highs"`` (default) or ``"scip"`` (:data:`baselines.milp_solve.SOLVERS`); recorded with its
-    version in ``extra``. ``threads`` caps the solver's threads (None: its default; 1 suits one solve per core).
+    Solved by branch-and-price over the SKUs (:mod:`baselines.decomposition`; the whole model where rows other
+    than capacity couple SKUs); ``extra`` records the method and its counts (nodes, pricing calls, the SKU and
+    root bounds). ``solver``: ``"highs"`` (default) or ``"scip"`` (:data:`baselines.solvers.SOLVERS`); recorded
+    with its version in ``extra``. ``threads`` caps the solver's threads (None: its default; 1 suits one solve
+    per core). ``backend`` runs the per-SKU solves in parallel (:mod:`evaluation.backends`, e.g.
+    ``LocalBackend(2, keep_pool=True)``); None solves them one after the other in this process.
 
     A time limit returns status ``"time_limit"`` with the best plan, bound and gap; any other
     non-optimal solver outcome raises :class:`baselines.milp_model.MilpError`. When the limit stops
@@ -149,10 +155,13 @@ def solve_hindsight(
     real = realization_of(scen, seed_or_realization)
     model = build_hindsight(scen, real, env_id, eq5_cuts=eq5_cuts)
     left = None if time_limit is None else max(time_limit - model.build_seconds, 1e-3)
-    sol = solve_model(model, time_limit=left, mip_gap=mip_gap, decompose=True, solver=solver, threads=threads)
+    sol = solve_model(
+        model, time_limit=left, mip_gap=mip_gap, decompose=True, solver=solver, threads=threads, backend=backend
+    )
     plan = plan_actions(model, sol.lot_choice, sol.transfer_choice)
     objective, terms = sol.objective, sol.terms
     extra = {"eq5_cuts": len(model.cut_segments), "solver": solver, "solver_version": solver_version(solver)}
+    extra |= sol.stats
     if sol.status != "optimal":  # stopped early: keep the best of the incumbent and simple feasible plans
         incumbent = (plan, objective, terms) if sol.found_plan else None
         plan, objective, terms, source = fallback_plan(scen, real, env_id, plan, incumbent)

@@ -1,4 +1,5 @@
-"""Solving a built dispatch MILP: HiGHS plus the lazy Eq.5 cut loop, the SKU decomposition, and the plan read back.
+"""Solving a built dispatch MILP: a solver (:mod:`baselines.solvers`) plus the lazy Eq.5 cut loop, or branch-and-price
+over the SKUs (:mod:`baselines.decomposition`), and the plan read back.
 
 :func:`solve_model` returns a :class:`Solution` whose ``objective`` is the exact return of its
 plan (Eq.5 evaluated at the integer stock, the env's formula), with the solver's status, best
@@ -7,16 +8,15 @@ bound and gap read together, as the contract tests require.
 
 from __future__ import annotations
 
-import importlib.metadata
-import tempfile
 import time
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import highspy
 import numpy as np
 
-from baselines.milp_model import INF, DispatchModel, MilpError, eq5_value
+from baselines import decomposition
+from baselines.milp_model import DispatchModel, MilpError, eq5_value
+from baselines.solvers import SOLVERS
 from envs.reward import TERM_NAMES, signed_sum
 from evaluation.metrics import relative_gap
 
@@ -37,14 +37,7 @@ class Solution:
     inv: np.ndarray  # [T', W, K] end-of-day on hand of the plan
     model_eq5: float  # sum of the e columns (equals terms["eq5_imbalance"] once no cut is violated)
     found_plan: bool = True  # False when a time limit left no incumbent (plan = do nothing)
-
-
-_STATUS_NAMES = {
-    highspy.HighsModelStatus.kOptimal: "optimal",
-    highspy.HighsModelStatus.kTimeLimit: "time_limit",
-    highspy.HighsModelStatus.kInterrupt: "time_limit",
-    highspy.HighsModelStatus.kSolutionLimit: "node_limit",  # the only limit of that kind we set: mip_max_nodes
-}
+    stats: dict = field(default_factory=dict)  # how it was solved: "method" and, by branch-and-price, its counts
 
 
 def solve_model(
@@ -56,6 +49,7 @@ def solve_model(
     decompose: bool = False,
     node_limit: int | None = None,
     solver: str = "highs",
+    backend=None,
 ) -> Solution:
     """Solve, adding violated Eq.5 cuts until none is left (each round warm-started from the last plan).
 
@@ -64,9 +58,12 @@ def solve_model(
     relative gap (0 = prove optimality). ``node_limit`` caps the branch-and-bound nodes per cut round (status
     ``"node_limit"`` when it binds): unlike a time limit it ends every run at the same point, so the plan does
     not depend on machine speed or load. ``solver`` is ``"highs"`` (default) or ``"scip"`` (pyscipopt, the
-    same model read from MPS), for the monolith and the SKU subproblems alike. ``decompose`` first solves the
-    SKUs apart (see :func:`_solve_by_sku`; ignored for ``decisions="transfers"``, whose fixed routing rule
-    keeps other SKUs from doing nothing).
+    same model read from MPS), for the whole model and the SKU subproblems alike.
+
+    ``decompose`` solves by branch-and-price over the SKUs (:mod:`baselines.decomposition`: the capacity rows
+    are the only rows that couple SKUs), the per-SKU solves run on ``backend`` (an :mod:`evaluation.backends`
+    backend; None: this process, one after the other); ``node_limit`` does not apply there. A model whose rows
+    couple SKUs otherwise (a warehouse that can be over capacity without a transfer) is solved whole.
     Infeasible, unbounded or solver errors raise :class:`MilpError`.
     """
     if time_limit is not None and not time_limit > 0:
@@ -80,13 +77,46 @@ def solve_model(
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r} is not allowed; allowed: {list(SOLVERS)}")
     t0 = time.perf_counter()
-    limits = (time_limit, mip_gap, max_rounds, threads, node_limit, solver)
-    if decompose and model.layout.routes and model.net.K > 1:
-        status, values, bound, rounds = _solve_by_sku(model, *limits)
+    blocks = decomposition.decompose(model) if decompose else None
+    if blocks is not None:
+        status, values, bound, stats = _solve_by_blocks(model, blocks, time_limit, mip_gap, threads, solver, backend)
+        rounds = stats["pricing_calls"]
     else:
-        status, values, bound, rounds = _solve_loop(model, *limits)
+        status, values, bound, rounds = _solve_loop(model, time_limit, mip_gap, max_rounds, threads, node_limit, solver)
+        stats = {"method": "whole model"}
     seconds = time.perf_counter() - t0
-    return _solution(model, values, status, bound, seconds, rounds)
+    sol = _solution(model, values, status, bound, seconds, rounds)
+    sol.stats = stats
+    return sol
+
+
+def _solve_by_blocks(model: DispatchModel, blocks, time_limit, mip_gap, threads, solver, backend):
+    """Branch-and-price (:func:`baselines.decomposition.branch_and_price`), seeded with doing nothing: ``(status,
+    column values of the whole model or None, bound, stats)``. The plan's stock and Eq.5 follow from its lots and
+    transfers (:func:`_fixed_plan_values`)."""
+    _, nothing = _fixed_plan_values(model, np.zeros(len(model.x_cols)), np.zeros(len(model.y_cols)))
+    start = [nothing[b.cols] for b in blocks.blocks] if nothing is not None else None
+    found = decomposition.branch_and_price(
+        blocks, mip_gap=mip_gap, time_limit=time_limit, backend=backend, solver=solver, threads=threads, start=start
+    )
+    stats = {
+        "method": "branch-and-price", "nodes": found.nodes, "master_solves": found.iterations,
+        "pricing_calls": found.pricing_calls, "columns": found.columns,
+        "sku_bound": _finite(found.first_bound), "root_bound": _finite(found.root_bound),
+    }  # fmt: skip
+    values = None
+    if found.plan is not None:
+        full = np.zeros(model.n_cols)
+        for block, plan in zip(blocks.blocks, found.plan, strict=True):
+            full[block.cols] = plan
+        feasible, values = _fixed_plan_values(model, full[model.x_cols], full[model.y_cols])
+        if not feasible:
+            raise MilpError("branch-and-price returned a plan the whole model rejects: a decomposition bug")
+    return found.status, values, min(found.bound, simple_bound(model)), stats
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None  # results are stored as JSON
 
 
 def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None, solver="highs"):
@@ -118,176 +148,6 @@ def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, 
             break  # the cuts are in: e sits below them only by the solver's feasibility tolerance
         values = start = _raise_e(model, values)
     return status, values, bound, rounds
-
-
-def _run_highs(h: highspy.Highs, left, mip_gap, node_limit, threads, start, abs_gap: float = 1e-9,
-               infeasible_ok: bool = False):
-    """One HiGHS solve of the model ``h`` holds (a maximization): ``(status, column values or None, dual bound)``.
-    ``abs_gap`` is the absolute gap that also ends the search (beside ``mip_gap``, relative). An infeasible
-    model raises :class:`MilpError`, or with ``infeasible_ok`` (a branch-and-price node) returns status
-    ``"infeasible"`` with bound ``-inf``."""
-    h.setOptionValue("mip_rel_gap", float(mip_gap))
-    h.setOptionValue("mip_abs_gap", float(abs_gap))
-    h.setOptionValue("random_seed", 0)
-    if node_limit is not None:
-        h.setOptionValue("mip_max_nodes", int(node_limit))
-    if threads is not None:
-        _use_threads(int(threads))
-        h.setOptionValue("threads", int(threads))
-    h.setOptionValue("time_limit", float(left) if left is not None else float("inf"))
-    if start is not None:
-        h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
-    h.run()
-    ms = h.getModelStatus()
-    info = h.getInfo()
-    if infeasible_ok and ms == highspy.HighsModelStatus.kInfeasible:
-        return "infeasible", None, -np.inf
-    if ms not in _STATUS_NAMES:
-        name = h.modelStatusToString(ms)
-        raise MilpError(f"HiGHS ended with status {name!r}: no plan (a model bug, not a limit)")
-    has_plan = info.primal_solution_status == 2  # kSolutionStatusFeasible
-    values = np.array(h.getSolution().col_value) if has_plan else None
-    return _STATUS_NAMES[ms], values, float(info.mip_dual_bound)
-
-
-_scheduler_threads: int | None = None  # the threads HiGHS's process-wide scheduler was last started with by us
-
-
-def _use_threads(threads: int) -> None:
-    """HiGHS runs every solve of a process on one global scheduler, fixed by the first solve: a later solve that
-    asks for another thread count fails ("Not Set"). Restart the scheduler when the count changes."""
-    global _scheduler_threads
-    if _scheduler_threads != threads:
-        highspy.Highs.resetGlobalScheduler(True)
-        _scheduler_threads = threads
-
-
-_SCIP_STATUS = {"optimal": "optimal", "gaplimit": "optimal", "timelimit": "time_limit", "userinterrupt": "time_limit",
-                "nodelimit": "node_limit", "totalnodelimit": "node_limit"}  # fmt: skip
-
-
-def _run_scip(h: highspy.Highs, left, mip_gap, node_limit, threads, start, abs_gap: float = 1e-9,
-              infeasible_ok: bool = False):
-    """One SCIP solve (pyscipopt) of the model HiGHS holds: HiGHS writes it as MPS, SCIP reads it (no second
-    builder, so both solvers see the very same rows). ``threads`` is ignored (SCIP's search is single-threaded)."""
-    from pyscipopt import Model as ScipModel  # deferred: only runs that ask for SCIP load it
-
-    scip = ScipModel()
-    scip.hideOutput()
-    with tempfile.TemporaryDirectory() as folder:
-        path = str(Path(folder) / "model.mps")
-        h.writeModel(path)
-        scip.readProblem(path)
-    scip.setParam("limits/gap", float(mip_gap))
-    scip.setParam("limits/absgap", float(abs_gap))
-    scip.setParam("randomization/randomseedshift", 0)
-    if left is not None:
-        scip.setParam("limits/time", float(left))
-    if node_limit is not None:
-        scip.setParam("limits/nodes", int(node_limit))
-    variables = sorted(scip.getVars(), key=lambda v: int(v.name[1:]))  # HiGHS names its columns c0, c1, ...
-    if len(variables) != h.getNumCol():
-        raise MilpError(f"SCIP read {len(variables)} columns from the MPS file, the model has {h.getNumCol()}")
-    if start is not None:
-        sol = scip.createSol()
-        for var, value in zip(variables, start, strict=True):
-            scip.setSolVal(sol, var, float(value))
-        scip.addSol(sol, free=True)
-    scip.optimize()
-    name = scip.getStatus()
-    if infeasible_ok and name == "infeasible":
-        return "infeasible", None, -np.inf
-    if name not in _SCIP_STATUS:
-        raise MilpError(f"SCIP ended with status {name!r}: no plan (a model bug, not a limit)")
-    values = None
-    if scip.getNSols() > 0:
-        best = scip.getBestSol()
-        values = np.array([scip.getSolVal(best, var) for var in variables])
-    return _SCIP_STATUS[name], values, float(scip.getDualbound())
-
-
-SOLVERS = {"highs": _run_highs, "scip": _run_scip}  # solver name -> one MIP solve of a built model
-
-
-def solver_version(solver: str) -> str:
-    """The version of ``solver`` this process runs (HiGHS's library version, SCIP's via pyscipopt)."""
-    if solver == "highs":
-        return highspy.Highs().version()
-    from pyscipopt import Model as ScipModel
-
-    return f"SCIP {ScipModel().version()} (pyscipopt {importlib.metadata.version('pyscipopt')})"
-
-
-def _solve_by_sku(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None, solver="highs"):
-    """Exact decomposition by SKU: without its capacity rows the model is one independent problem per SKU.
-
-    Each SKU is solved alone (the other SKUs' lots and transfers fixed to 0: their part is then the do-nothing
-    value ``d_j``), so ``sum_k bound_k - (K - 1) * D`` (``D`` = do-nothing return) bounds the optimum of the
-    model without capacity rows, hence of the model. The SKU plans together are then checked against the full
-    model (x, y fixed, the rest solved): if every capacity row holds, that plan is optimal (within ``mip_gap``).
-    Otherwise the full model is solved with the time left, and the SKU bound kept if it is lower (with a time
-    limit, the SKUs share at most half of it; a SKU stopped by its share still contributes its bound).
-    """
-    t0 = time.perf_counter()
-    K = model.net.K
-    x_sku = model.net.lot_sku[model.x_slot]
-    y_sku = model.y_slot % K
-    fixed_x, fixed_y = np.zeros(len(model.x_cols)), np.zeros(len(model.y_cols))
-    _, dn_values = _fixed_plan_values(model, fixed_x, fixed_y)
-    do_nothing = _solution(model, dn_values, "optimal", 0.0, 0.0, 0).objective
-    ok = bounded = dn_values is not None
-    rounds, total_bound, gaps = 0, float("inf"), [mip_gap] * K
-    # A SKU's model also carries the other SKUs' do-nothing value, so its relative gap is of a larger number than
-    # its share of the whole: SKU gaps at mip_gap can add up past mip_gap of the total. A second pass then gives
-    # each SKU an equal share of the allowed total slack, as a gap relative to its own objective.
-    for _ in range(2 if ok else 0):
-        total_bound, ok, bounded = -(K - 1) * do_nothing, True, True
-        sub_bounds = []
-        for k in range(K):
-            # with a time limit, the SKUs share at most half of it, in turn (the rest is left for the whole model)
-            left = None if time_limit is None else 0.5 * time_limit - (time.perf_counter() - t0)
-            if left is not None and left <= 0:
-                bounded = False
-                break
-            sub = _sku_model(model, k, x_sku, y_sku)
-            status, values, bound, r = _solve_loop(sub, left, gaps[k], max_rounds, threads, node_limit, solver)
-            rounds += r
-            total_bound += bound  # a bound even when the SKU stopped on its limit
-            sub_bounds.append(bound)
-            if status != "optimal" or values is None:
-                ok = False
-                continue
-            fixed_x[x_sku == k] = np.rint(values[model.x_cols[x_sku == k]])
-            fixed_y[y_sku == k] = np.rint(values[model.y_cols[y_sku == k]])
-        if not (ok and bounded):
-            break
-        feasible, values = _fixed_plan_values(model, fixed_x, fixed_y)
-        if not feasible:
-            break  # a capacity row is violated: the whole model decides
-        objective = _solution(model, values, "optimal", total_bound, 0.0, 0).objective
-        if relative_gap(total_bound, objective) <= mip_gap:
-            return "optimal", values, total_bound, rounds
-        slack = mip_gap * abs(objective) / K
-        gaps = [min(mip_gap, slack / max(abs(b), 1e-9)) for b in sub_bounds]
-    left = None if time_limit is None else max(time_limit - (time.perf_counter() - t0), 1e-3)
-    status, values, bound, r = _solve_loop(model, left, mip_gap, max_rounds, threads, node_limit, solver)
-    return status, values, (min(bound, total_bound) if bounded else bound), rounds + r
-
-
-def _sku_model(model: DispatchModel, k: int, x_sku: np.ndarray, y_sku: np.ndarray) -> DispatchModel:
-    """SKU ``k`` alone: the other SKUs' lots and transfers fixed to 0, the capacity rows dropped."""
-    lp = model.highs.getLp()
-    upper = np.array(lp.col_upper_)
-    upper[model.x_cols[x_sku != k]] = 0.0
-    upper[model.y_cols[y_sku != k]] = 0.0
-    lp.col_upper_ = upper
-    row_lower, row_upper = np.array(lp.row_lower_), np.array(lp.row_upper_)
-    row_lower[model.capacity_rows], row_upper[model.capacity_rows] = -INF, INF
-    lp.row_lower_, lp.row_upper_ = row_lower, row_upper
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.passModel(lp)
-    return replace(model, highs=h, cut_segments=set(model.cut_segments))
 
 
 def _fixed_plan_values(model: DispatchModel, x: np.ndarray, y: np.ndarray) -> tuple[bool, np.ndarray | None]:

@@ -6,8 +6,12 @@
 3. A second open solver (CBC, bundled with PuLP) on the same exported MPS: objectives agree, time ratio.
 4. Rolling-horizon decision time per day on table1 (windows 7-28), and its return beside the heuristics.
 5. Monolith and SKU decomposition with HiGHS and SCIP on the same model: gap after 10 / 60 s, time to 1e-4.
+6. Time to a certified optimum (gap <= 1e-4, no time limit) on many seeds: branch-and-price over the SKUs (the
+   default of ``solve_hindsight``) with its SKU solves on ``--pricing-workers`` processes, and the whole model
+   on ``--monolith-seeds`` of them in the same run (a reference for the ratio).
 
-Run: ``python bench/bench_milp.py [--time-limit 60] [--large-time-limit 120]``
+Run: ``python bench/bench_milp.py [--time-limit 60] [--large-time-limit 120]``; section 6 alone:
+``python bench/bench_milp.py --sections certify --certify-presets table1,promo --certify-seeds 1000-1019``
 """
 
 from __future__ import annotations
@@ -187,6 +191,53 @@ def solver_rows(limits: tuple[float, ...], presets=("table1", "promo"), seed: in
     return out
 
 
+def certify_rows(presets: list[str], seeds: list[int], workers: int, monolith_seeds: int) -> list[str]:
+    """Time to certified (gap <= 1e-4, no limit) per seed: branch-and-price (``workers`` processes for the SKU
+    solves), and the whole model (HiGHS, its own threads) on the first ``monolith_seeds`` seeds."""
+    from evaluation.backends import LocalBackend
+
+    out = [
+        "| preset | seed | method | status | objective | bound | gap | seconds | nodes | SKU bound | root bound |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    summary = []
+    backend = LocalBackend(workers, keep_pool=True) if workers > 1 else None
+    try:
+        for preset in presets:
+            times = []
+            for i, seed in enumerate(seeds):
+                runs = [("branch-and-price", True)] + ([("whole model", False)] if i < monolith_seeds else [])
+                for method, decompose in runs:
+                    model = build_hindsight(preset, seed, ENV)
+                    sol = solve_model(model, mip_gap=1e-4, decompose=decompose, backend=backend)
+                    plan = plan_actions(model, sol.lot_choice, sol.transfer_choice)
+                    replayed, _ = replay_plan(preset, seed, ENV, plan)
+                    assert abs(replayed - sol.objective) <= 1e-6 * max(1.0, abs(sol.objective)), (preset, seed)
+                    st = sol.stats
+                    fmt = lambda v: "" if v is None else f"{v:,.2f}"  # noqa: E731
+                    out.append(
+                        f"| {preset} | {seed} | {method} | {sol.status} | {sol.objective:,.2f} | {sol.bound:,.2f} "
+                        f"| {sol.gap:.1e} | {sol.seconds + model.build_seconds:.1f} | {st.get('nodes', '')} "
+                        f"| {fmt(st.get('sku_bound'))} | {fmt(st.get('root_bound'))} |"
+                    )
+                    print(out[-1], flush=True)
+                    if decompose:
+                        times.append(sol.seconds + model.build_seconds)
+            t = np.array(times)
+            summary.append(f"| {preset} | {len(t)} | {np.median(t):.1f} | {t.max():.1f} | {t.sum() / 60:.1f} |")
+    finally:
+        if backend is not None:
+            backend.close()
+    out += ["", f"Branch-and-price, {workers} worker(s) for the SKU solves:", "",
+            "| preset | seeds | median s | max s | total min |", "|---|---:|---:|---:|---:|", *summary]  # fmt: skip
+    return out
+
+
+def _seed_range(text: str) -> list[int]:
+    low, _, high = text.partition("-")
+    return list(range(int(low), int(high or low) + 1))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per hindsight solve (not tiny, large)")
@@ -196,11 +247,17 @@ def main(argv: list[str] | None = None) -> None:
         "--solver-limits", default="10,60", help="time limits (s) of the solver comparison (default: 10,60)"
     )
     parser.add_argument(
-        "--sections", default="hindsight,growth,cbc,rolling,solvers", help="comma-separated subset (default: all)"
+        "--sections",
+        default="hindsight,growth,cbc,rolling,solvers",
+        help="comma-separated subset (default: all but certify, which runs long)",
     )
+    parser.add_argument("--certify-presets", default="table1,promo", help="presets of the certify section")
+    parser.add_argument("--certify-seeds", default="1000-1019", help="seeds of the certify section, A-B")
+    parser.add_argument("--pricing-workers", type=int, default=2, help="processes for the SKU solves (certify)")
+    parser.add_argument("--monolith-seeds", type=int, default=0, help="of them, solved whole too (certify)")
     args = parser.parse_args(argv)
     chosen = set(args.sections.split(","))
-    allowed = ["hindsight", "growth", "cbc", "rolling", "solvers"]
+    allowed = ["hindsight", "growth", "cbc", "rolling", "solvers", "certify"]
     unknown = chosen - set(allowed)
     if unknown:
         parser.error(f"--sections: {sorted(unknown)} not allowed; allowed: {', '.join(allowed)}")
@@ -221,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
         ("cbc", "Second solver on the same MPS (CBC)", lambda: cbc_rows(args.cbc_time_limit)),
         ("rolling", "Rolling-horizon decision time", rolling_rows),
         ("solvers", "Solvers and decomposition side by side (mip_gap 1e-4)", lambda: solver_rows(solver_limits)),
+        ("certify", "Time to a certified optimum (gap <= 1e-4)",
+         lambda: certify_rows(args.certify_presets.split(","), _seed_range(args.certify_seeds), args.pricing_workers,
+                              args.monolith_seeds)),
     ]  # fmt: skip
     for key, title, rows in sections:
         if key in chosen:

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baselines import solve_hindsight  # noqa: E402
-from baselines.milp_solve import SOLVERS  # noqa: E402
+from baselines.solvers import SOLVERS  # noqa: E402
 from envs import ENV_IDS, ScenarioError, load_scenario  # noqa: E402
 from evaluation.answer_key import (  # noqa: E402
     CERTIFIED_GAP,

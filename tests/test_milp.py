@@ -21,9 +21,9 @@ from baselines import (
     replay_plan,
     solve_hindsight,
 )
-from baselines.hindsight import HindsightResult
+from baselines.hindsight import HindsightResult, plan_actions
 from baselines.milp_model import build_model
-from baselines.milp_solve import _solve_by_sku, solve_model
+from baselines.milp_solve import solve_model
 from baselines.plan_input import hindsight_input
 from envs import load_scenario
 from envs.realization import Trace
@@ -208,7 +208,7 @@ def test_dominated_transfers_are_only_late_costly_ones():
 
 
 def test_sku_decomposition_gives_the_same_optimum():
-    """table1 cut to 8 days: solved whole and SKU by SKU (then checked against the capacity rows), same optimum."""
+    """table1 cut to 8 days: solved whole and by branch-and-price over the SKUs, same optimum."""
     from envs import Scenario
 
     scen = Scenario.from_dict({**load_scenario("table1").to_dict(), "horizon_days": 8})
@@ -216,14 +216,73 @@ def test_sku_decomposition_gives_the_same_optimum():
     whole = solve_model(build_model(scen.network, data, "both"))
     split = solve_model(build_model(scen.network, data, "both"), decompose=True)
     assert whole.status == split.status == "optimal"
+    assert split.stats["method"] == "branch-and-price" and whole.stats["method"] == "whole model"
     assert split.objective == pytest.approx(whole.objective, rel=1e-9)
     assert split.bound == pytest.approx(split.objective, rel=1e-9)
-    # the SKU bound itself (the returned bound is the lower of it and the whole model's) never cuts the optimum
-    _, _, bound, _ = _solve_by_sku(build_model(scen.network, data, "both"), None, 0.0, 200, None)
-    assert bound >= whole.objective - 1e-6 * abs(whole.objective)
+    # the SKU bound (the blocks alone, capacity rows dropped) never cuts the optimum
+    assert split.stats["sku_bound"] >= whole.objective - 1e-6 * abs(whole.objective)
     res = solve_hindsight(scen, 0)
     total, _ = replay_plan(scen, 0, "CrossBorderDispatch-v0", res.plan)
     assert res.status == "optimal" and total == pytest.approx(res.objective, rel=1e-9)
+    assert res.extra["method"] == "branch-and-price"
+
+
+def tight_table1(days: int, capacity: int):
+    """table1 over ``days`` with overseas warehouses of ``capacity`` units: the capacity rows bind, so the SKUs
+    compete for room and branch-and-price has to branch (seed 0 of 16 days at 230 units: 3 nodes)."""
+    from envs import Scenario
+
+    d = load_scenario("table1").to_dict()
+    d["name"], d["horizon_days"] = f"table1-{days}d-cap{capacity}", days
+    for w in d["warehouses"]:
+        if w["kind"] == "overseas":
+            w["capacity"] = capacity
+    return Scenario.from_dict(d)
+
+
+@pytest.mark.parametrize("env_id", ["CrossBorderDispatch-v0", "CrossBorderTransfer-v0"])
+def test_branch_and_price_equals_the_whole_model_where_capacity_binds(env_id):
+    scen = tight_table1(16, 230)
+    whole = solve_model(build_hindsight(scen, 0, env_id))
+    split = solve_model(build_hindsight(scen, 0, env_id), decompose=True)
+    assert whole.status == split.status == "optimal"
+    assert split.objective == pytest.approx(whole.objective, rel=1e-9)
+    assert split.bound == pytest.approx(whole.objective, rel=1e-9)
+    # the SKUs alone ignore the capacity rows: their bound is above the optimum here, and the root's
+    # Dantzig-Wolfe bound lies between them
+    assert split.stats["sku_bound"] > whole.objective + 1.0
+    assert split.stats["sku_bound"] >= split.stats["root_bound"] >= whole.objective - 1e-6
+    assert split.stats["nodes"] > 1
+    total, _ = replay_plan(scen, 0, env_id, plan_actions(build_hindsight(scen, 0, env_id), split.lot_choice,
+                                                         split.transfer_choice))  # fmt: skip
+    assert total == pytest.approx(split.objective, rel=1e-9)
+
+
+def test_branch_and_price_runs_its_sku_solves_on_a_backend():
+    """The per-SKU solves on two worker processes give the plan and bound of one process."""
+    from evaluation.backends import LocalBackend
+
+    scen = tight_table1(16, 230)
+    alone = solve_model(build_hindsight(scen, 0), decompose=True)
+    backend = LocalBackend(2, keep_pool=True)
+    try:
+        pooled = solve_model(build_hindsight(scen, 0), decompose=True, backend=backend)
+    finally:
+        backend.close()
+    assert pooled.objective == alone.objective and pooled.bound == alone.bound
+    assert np.array_equal(pooled.lot_choice, alone.lot_choice)
+    assert np.array_equal(pooled.transfer_choice, alone.transfer_choice)
+    assert pooled.stats == alone.stats
+
+
+def test_time_limited_branch_and_price_keeps_a_valid_bound():
+    """Stopped early, the search still returns a plan of the whole model and a bound no plan exceeds."""
+    scen = tight_table1(16, 230)
+    exact = solve_model(build_hindsight(scen, 0), decompose=True)
+    early = solve_model(build_hindsight(scen, 0), decompose=True, time_limit=2.0)
+    assert early.bound >= exact.objective - 1e-6
+    if early.found_plan:
+        assert early.objective <= exact.objective + 1e-6
 
 
 @pytest.mark.parametrize("env_id", ["CrossBorderDispatch-v0", "CrossBorderRouting-v0", "CrossBorderTransfer-v0"])
