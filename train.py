@@ -66,7 +66,7 @@ from agents.pretrain import pretrain
 from agents.sweep import CONFIDENCE, seed_dir, write_sweep_files
 from envs.files import read_yaml, write_atomic
 from envs.scenario import load_scenario
-from evaluation.backends import BACKENDS, BackendError, backend_for
+from evaluation.backends import BACKENDS, BackendError, LocalBackend, backend_for, capped_workers
 from evaluation.policies import EvaluateError
 from evaluation.provenance import package_versions
 from evaluation.runner import format_seeds, parse_seeds
@@ -95,12 +95,18 @@ class Args:
     )
     ray_address: str | None = field(
         default=None,
-        metadata={"help": "with --backend ray: 'auto' (the cluster `ray start` runs here) or HOST:PORT; "
-                          "default: a local cluster"},  # fmt: skip
+        metadata={
+            "help": "with --backend ray: 'auto' (the cluster `ray start` runs here) or HOST:PORT; "
+            "default: a local cluster"
+        },  # fmt: skip
     )
     workers: int | None = field(
         default=None,
-        metadata={"help": "with --seeds: runs trained at once (default: the cores here; Ray: the cluster's CPUs)"},
+        metadata={
+            "help": "with --seeds: runs trained at once (default: the cores here; Ray: the cluster's CPUs); "
+            "one run: processes that play the teacher's episodes of the warm start (default 1; the "
+            "same data on any number)"
+        },  # fmt: skip
     )
 
 
@@ -154,8 +160,8 @@ def resolve(argv: list[str]) -> tuple[Args, list[Run], Path | None]:
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers: {args.workers} must be an integer >= 1")
     if args.seeds is None:
-        unused = [flag for flag, v in (("--backend", args.backend != "local"), ("--ray-address", args.ray_address),
-                                       ("--workers", args.workers)) if v]  # fmt: skip
+        unused = [flag for flag, v in (("--backend", args.backend != "local"), ("--ray-address", args.ray_address))
+                  if v]  # fmt: skip
         if unused:
             raise ConfigError(f"{unused[0]}: only with --seeds (several runs); one run trains in this process")
         return args, [resolve_run(args, overrides, args.out, args.resume)], None
@@ -287,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
     if root is None:
-        return train_run(runs[0], command, args.progress_bar)
+        return train_run(runs[0], command, args.progress_bar, teacher_workers=args.workers or 1)
     return train_seeds(args, runs, root, command)
 
 
@@ -325,8 +331,9 @@ def train_seed(context: tuple[dict[int, Run], str], seed: int) -> int:
     return train_run(runs[seed], f"{command}  # this run: seed {seed}", progress_bar=False)
 
 
-def train_run(run: Run, command: str, progress_bar: bool = True) -> int:
-    """Train one run to its ``total_timesteps`` (from its latest checkpoint when ``run.resume``)."""
+def train_run(run: Run, command: str, progress_bar: bool = True, teacher_workers: int = 1) -> int:
+    """Train one run to its ``total_timesteps`` (from its latest checkpoint when ``run.resume``); the warm start's
+    teacher episodes on ``teacher_workers`` processes (the same data on any number)."""
     config, out = run.config, run.out
     resumed = resume_point(out, config) if run.resume else None
     out.mkdir(parents=True, exist_ok=True)
@@ -361,7 +368,12 @@ def train_run(run: Run, command: str, progress_bar: bool = True) -> int:
         model = build_model(config, venv)
     pretrained = {}
     if checkpoint is None and config.pretrain_teacher is not None:
-        pretrained = pretrain(model, venv, config)
+        backend = LocalBackend(capped_workers(teacher_workers)) if teacher_workers > 1 else None
+        try:
+            pretrained = pretrain(model, venv, config, backend=backend)
+        finally:
+            if backend is not None:
+                backend.close()
         print(f"[train] imitation warm start: {pretrained}")
     model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
     start_steps = model.num_timesteps

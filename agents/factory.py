@@ -48,10 +48,15 @@ class TrainingSeeds(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._stream = np.random.default_rng(seed)
-        episode_seed = int(self._stream.integers(TRAIN_SEED_LOW, TRAIN_SEED_HIGH))
+        episode_seed = self.next_seeds(1)[0]
         obs, info = self.env.reset(seed=episode_seed, options=options)
         info["episode_seed"] = episode_seed
         return obs, info
+
+    def next_seeds(self, n: int) -> list[int]:
+        """The episode seeds the next ``n`` resets without a seed would play; the stream advances past them (so
+        episodes can be played elsewhere, e.g. in parallel, and later resets continue the same stream)."""
+        return [int(self._stream.integers(TRAIN_SEED_LOW, TRAIN_SEED_HIGH)) for _ in range(n)]
 
 
 class EpisodeTerms(gym.Wrapper):

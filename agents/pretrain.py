@@ -135,20 +135,19 @@ class _Learner:
         return self.learner(obs, view.action_mask())
 
 
-def collect_teacher(config: PPOConfig, episodes: int, env=None, teacher=None, learner=None) -> TeacherData:
-    """Play ``episodes`` training-seed episodes and record the teacher's action on every state.
+def teacher_episode(config: PPOConfig, seed: int) -> TeacherData:
+    """The teacher of ``config`` plays the episode of realization ``seed``: its observations, masks, actions and
+    rewards (a pure function of its arguments, so it can run in any process)."""
+    env = gym.make(config.env_id, scenario=config.scenario, forecast_days=config.forecast_days)
+    teacher = make_teacher(config, env.unwrapped.scenario)
+    return _record(teacher, [seed], env)
 
-    Without ``learner`` the teacher plays (behaviour cloning data). With ``learner`` (a callable
-    ``(obs, mask) -> action``) the learner's action is played and the teacher only labels (DAgger).
-    ``env`` (a :func:`teacher_env`) continues its seed stream across calls; a fresh one starts it.
-    """
-    fresh = env is None
-    env = teacher_env(config) if fresh else env
-    teacher = make_teacher(config, env.unwrapped.scenario) if teacher is None else teacher
+
+def _record(teacher, seeds: list[int | None], env, learner=None) -> TeacherData:
+    """Play one episode per seed of ``seeds`` (None: ``env`` draws it), the teacher labelling every state."""
     labelled = _Labelled(teacher, learner)
     started, solves, hits, results = time.perf_counter(), 0, 0, []
-    for episode in range(episodes):
-        seed = config.seed + PRETRAIN_STREAM_OFFSET if fresh and episode == 0 else None  # else: the stream's next
+    for seed in seeds:
         results.append(run_episode(env, labelled, seed, record=True))
         statuses = getattr(teacher, "statuses", None)
         if statuses is not None:
@@ -161,12 +160,38 @@ def collect_teacher(config: PPOConfig, episodes: int, env=None, teacher=None, le
         np.asarray(labelled.labels, dtype=np.int64),
         np.asarray([x for r in results for x in r.rewards], dtype=np.float64),
         np.concatenate(dones) if dones else np.zeros(0, dtype=bool),
-        float(np.mean([r.episode_return for r in results])),
+        float(np.mean([r.episode_return for r in results])) if results else float("nan"),
         time.perf_counter() - started,
         labelled.teacher_seconds,
         solves,
         hits,
     )
+
+
+def collect_teacher(
+    config: PPOConfig, episodes: int, env=None, teacher=None, learner=None, backend=None
+) -> TeacherData:
+    """Play ``episodes`` training-seed episodes and record the teacher's action on every state.
+
+    Without ``learner`` the teacher plays (behaviour cloning data), one :func:`teacher_episode` per seed: on
+    ``backend`` (:mod:`evaluation.backends`) in parallel, the same data as one after the other. With ``learner``
+    (a callable ``(obs, mask) -> action``) the learner's action is played and the teacher (default: the
+    config's) only labels (DAgger), in this process. ``env`` (a :func:`teacher_env`) continues its seed stream
+    across calls; a fresh one starts it.
+    """
+    env = teacher_env(config) if env is None else env
+    seeds = env.next_seeds(episodes)
+    if learner is not None:
+        teacher = make_teacher(config, env.unwrapped.scenario) if teacher is None else teacher
+        return _record(teacher, seeds, env.env, learner)  # the stream drew the seeds: play them as they are
+    started = time.perf_counter()
+    if backend is None:
+        parts = {seed: teacher_episode(config, seed) for seed in seeds}
+    else:
+        parts = dict(backend.map(teacher_episode, config, seeds))
+    data = TeacherData.concat([parts[seed] for seed in seeds])
+    data.seconds = time.perf_counter() - started  # wall time (parts played in parallel overlap)
+    return data
 
 
 def _feed_normalizer(venv: VecNormalize, data: TeacherData, gamma: float) -> None:
@@ -256,13 +281,13 @@ def _restore(model, venv: VecNormalize, snapshot: tuple) -> None:
     venv.obs_rms, venv.ret_rms = copy.deepcopy(obs_rms), copy.deepcopy(ret_rms)
 
 
-def pretrain(model, venv: VecNormalize, config: PPOConfig) -> dict:
+def pretrain(model, venv: VecNormalize, config: PPOConfig, backend=None) -> dict:
     """Behaviour-clone ``config.pretrain_teacher`` into ``model.policy`` (then DAgger rounds, if asked);
-    returns figures for the log."""
+    returns figures for the log. ``backend`` plays the teacher's own episodes in parallel (not DAgger's)."""
     started = time.perf_counter()
     env = teacher_env(config)
     teacher = make_teacher(config, env.unwrapped.scenario)
-    data = collect_teacher(config, config.pretrain_episodes, env=env, teacher=teacher)
+    data = collect_teacher(config, config.pretrain_episodes, env=env, backend=backend)
     teacher_return = data.mean_return
     _feed_normalizer(venv, data, config.gamma)
     rng = np.random.default_rng(config.seed)

@@ -289,6 +289,24 @@ def test_imitation_warm_start_copies_the_teacher_and_feeds_the_normalizer():
     assert venv.obs_rms.count == pytest.approx(300, abs=1e-3) and venv.ret_rms.count == pytest.approx(300, abs=1e-3)
 
 
+def test_teacher_episodes_on_two_processes_are_the_episodes_of_one():
+    """collect_teacher on a backend plays the same training seeds, in the same order, with the same data; the
+    env's seed stream then continues as if they had been played in it."""
+    from agents.pretrain import collect_teacher, teacher_env
+    from evaluation.backends import LocalBackend
+
+    config = tiny_config(pretrain_teacher="base-stock", pretrain_episodes=6)
+    alone_env, pooled_env = teacher_env(config), teacher_env(config)
+    alone = collect_teacher(config, 6, env=alone_env)
+    backend = LocalBackend(2)
+    pooled = collect_teacher(config, 6, env=pooled_env, backend=backend)
+    backend.close()
+    for field in ("obs", "masks", "actions", "rewards", "dones"):
+        assert np.array_equal(getattr(alone, field), getattr(pooled, field)), field
+    assert alone.mean_return == pooled.mean_return and alone.dones.sum() == 6
+    assert alone_env.next_seeds(3) == pooled_env.next_seeds(3)
+
+
 def test_unknown_teacher_is_refused():
     allowed = "pretrain_teacher='oracle' is not allowed; allowed: .*base-stock.*rolling-milp"
     with pytest.raises(ConfigError, match=allowed):
