@@ -93,11 +93,17 @@ def solve_model(
 def _solve_by_blocks(model: DispatchModel, blocks, time_limit, mip_gap, threads, solver, backend):
     """Branch-and-price (:func:`baselines.decomposition.branch_and_price`), seeded with doing nothing: ``(status,
     column values of the whole model or None, bound, stats)``. The plan's stock and Eq.5 follow from its lots and
-    transfers (:func:`_fixed_plan_values`)."""
+    transfers (:func:`_fixed_plan_values`).
+
+    Under a time limit the search has half of it; if it has not certified by then, the whole model gets the rest,
+    warm-started from the search's plan, and the better plan and the lower bound are kept (a short limit stops
+    the search before its master has good plans to combine; the whole model's heuristics find some)."""
+    t0 = time.perf_counter()
     _, nothing = _fixed_plan_values(model, np.zeros(len(model.x_cols)), np.zeros(len(model.y_cols)))
     start = [nothing[b.cols] for b in blocks.blocks] if nothing is not None else None
+    share = None if time_limit is None else 0.5 * time_limit
     found = decomposition.branch_and_price(
-        blocks, mip_gap=mip_gap, time_limit=time_limit, backend=backend, solver=solver, threads=threads, start=start
+        blocks, mip_gap=mip_gap, time_limit=share, backend=backend, solver=solver, threads=threads, start=start
     )
     stats = {
         "method": "branch-and-price", "nodes": found.nodes, "master_solves": found.iterations,
@@ -112,18 +118,36 @@ def _solve_by_blocks(model: DispatchModel, blocks, time_limit, mip_gap, threads,
         feasible, values = _fixed_plan_values(model, full[model.x_cols], full[model.y_cols])
         if not feasible:
             raise MilpError("branch-and-price returned a plan the whole model rejects: a decomposition bug")
-    return found.status, values, min(found.bound, simple_bound(model)), stats
+    status, bound = found.status, min(found.bound, simple_bound(model))
+    if time_limit is not None and status != "optimal":
+        left = max(time_limit - (time.perf_counter() - t0), 1e-3)
+        whole_status, whole, whole_bound, _ = _solve_loop(model, left, mip_gap, 200, threads, None, solver, values)
+        bound = min(bound, whole_bound)
+        if whole is not None and (values is None or _objective(model, whole) > _objective(model, values)):
+            values = whole
+        stats["whole_model_seconds"] = round(left, 3)
+        status = "optimal" if values is not None and bound - _objective(model, values) <= mip_gap * abs(
+            _objective(model, values)) else "time_limit"  # fmt: skip
+    return status, values, bound, stats
+
+
+def _objective(model: DispatchModel, values: np.ndarray) -> float:
+    """The exact return of the plan in ``values`` (Eq.5 at its integer stock)."""
+    return _solution(model, values, "optimal", np.inf, 0.0, 0).objective
 
 
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None  # results are stored as JSON
 
 
-def _solve_loop(model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None, solver="highs"):
-    """The solver plus the Eq.5 cut loop on ``model.highs``: ``(status, values or None, bound, rounds)``."""
+def _solve_loop(
+    model: DispatchModel, time_limit, mip_gap, max_rounds, threads, node_limit=None, solver="highs", start=None
+):
+    """The solver plus the Eq.5 cut loop on ``model.highs`` (``start``: a plan to warm-start from): ``(status,
+    values or None, bound, rounds)``."""
     run = SOLVERS[solver]
     t0 = time.perf_counter()
-    rounds, status, values, bound, start = 0, "optimal", None, float("inf"), None
+    rounds, status, values, bound = 0, "optimal", None, float("inf")
     while True:
         rounds += 1
         left = None
