@@ -132,6 +132,7 @@ class PPOConfig:
     # ------------------------------------------------------------- validation
     def validate(self) -> PPOConfig:
         """Raise :class:`ConfigError` naming the first bad field and what to do; return self when fine."""
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise ConfigError(message)
