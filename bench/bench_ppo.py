@@ -31,6 +31,7 @@ from agents.config import PPOConfig
 from agents.factory import build_model, make_normalized_vec_env
 from baselines import make_policy
 from baselines.heuristics import HEURISTICS
+from baselines.rolling import RollingHorizonPolicy
 from evaluation.cache import DEFAULT_CACHE_DIR, cached_hindsight
 from evaluation.episode import run_episode
 from evaluation.metrics import ratio_to_optimum
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rolling-seeds", type=int, default=0, help="also play rolling-milp on the first K seeds")
     parser.add_argument(
-        "--rolling-window", type=int, default=None, help="look-ahead days of that rolling-milp (default: its own, 7)"
+        "--rolling-window", type=int, default=None, help=f"look-ahead days of that rolling-milp (default: its own, {RollingHorizonPolicy.DEFAULTS['window']})"
     )
     parser.add_argument(
         "--rolling-time-limit", type=float, default=None, help="seconds per daily rolling-milp solve (default: its own)"

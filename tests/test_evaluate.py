@@ -112,8 +112,14 @@ def test_every_promised_file_and_column(finished):
                    "ratio_ci_low", "ratio_ci_high", *(f"win_rate_vs_{label}" for label in labels)):  # fmt: skip
         assert column in summary.columns, column
     table = pd.read_csv(finished / "table3_greedy_vs_ppo.csv")
-    assert list(table.columns) == ["indicator", "baseline", "policy", "baseline_value", "policy_value", "change_pct"]
+    assert list(table.columns) == ["indicator", "baseline", "policy", "baseline_value", "policy_value", "change_pct",
+                                   "paper_before", "paper_after", "paper_change_pct"]  # fmt: skip
     assert table["indicator"].iloc[0] == "Transport cost per unit (USD)"
+    # the paper's figures stand beside the indicators it reports, and only those
+    paper = table.set_index("indicator")[["paper_before", "paper_after", "paper_change_pct"]]
+    assert paper.loc["Transport cost per unit (USD)"].tolist() == [25.4, 20.7, -18.5]
+    assert paper.loc["On-time rate (%)"].tolist() == [78.4, 89.1, 13.6]
+    assert paper.notna().all(axis=1).sum() == len(report.PAPER_TABLE3)
     config = json.loads((finished / "config.json").read_text())
     assert config["run"]["seeds"] == list(range(N_SEEDS)) and config["run"]["env_id"] == "CrossBorderDispatch-v0"
     assert config["versions"]["packages"]["numpy"] == np.__version__
@@ -184,6 +190,13 @@ def test_rolling_options_reach_the_policy_and_the_run_identity(cache_dir, tmp_pa
     code, message = run("3", tmp_path / "w1")
     assert code == 2 and "--out" in message and "policies" in message
     assert snapshot(tmp_path / "w1") == before
+
+
+def test_paper_table3_changes_follow_from_its_before_and_after():
+    # the paper states each change rounded to 0.1 point; a typo in a figure would break the identity
+    for column, (before, after, stated) in report.PAPER_TABLE3.items():
+        assert abs(100.0 * (after - before) / abs(before) - stated) <= 0.05 + 1e-9, column
+    assert set(report.PAPER_TABLE3) <= {column for _, column, _, _ in report.TABLE3_INDICATORS}
 
 
 def test_statistics_helpers():
