@@ -285,6 +285,25 @@ def test_time_limited_branch_and_price_keeps_a_valid_bound():
         assert early.objective <= exact.objective + 1e-6
 
 
+def test_under_a_time_limit_the_whole_model_goes_first_and_the_search_continues_from_its_plan():
+    """With a limit the whole model has the first half: an instance it proves in that half is returned by it (the
+    same optimum as the search's), and a limit too short for both still yields a replayable plan and a bound."""
+    from envs import Scenario
+
+    scen = Scenario.from_dict({**load_scenario("table1").to_dict(), "horizon_days": 8})
+    exact = solve_model(build_hindsight(scen, 0), decompose=True)
+    limited = solve_model(build_hindsight(scen, 0), decompose=True, time_limit=600.0)
+    assert exact.stats["method"] == "branch-and-price" and limited.stats["method"] == "whole model"
+    assert limited.status == exact.status == "optimal"
+    assert limited.objective == pytest.approx(exact.objective, rel=1e-9)
+    assert "whole_model_seconds" in limited.stats and "whole_model_seconds" not in exact.stats
+    # too short for the whole model to prove anything: the search runs after it, from its plan (or doing nothing)
+    short = solve_hindsight(tight_table1(16, 230), 0, time_limit=1.0)
+    assert short.extra["method"] == "branch-and-price" and short.bound >= short.objective
+    total, _ = replay_plan(tight_table1(16, 230), 0, "CrossBorderDispatch-v0", short.plan)
+    assert total == pytest.approx(short.objective, rel=1e-6)
+
+
 @pytest.mark.parametrize("env_id", ["CrossBorderDispatch-v0", "CrossBorderRouting-v0", "CrossBorderTransfer-v0"])
 def test_scip_and_highs_agree_on_the_optima(env_id):
     from test_contract import assert_replay_equal, tiny_plus
