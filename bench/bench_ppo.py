@@ -158,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rolling-seeds", type=int, default=0, help="also play rolling-milp on the first K seeds")
     parser.add_argument(
-        "--rolling-window", type=int, default=None, help=f"look-ahead days of that rolling-milp (default: its own, {RollingHorizonPolicy.DEFAULTS['window']})"
+        "--rolling-window",
+        type=int,
+        default=None,
+        help=f"look-ahead days of that rolling-milp (default: its own, {RollingHorizonPolicy.DEFAULTS['window']})",
     )
     parser.add_argument(
         "--rolling-time-limit", type=float, default=None, help="seconds per daily rolling-milp solve (default: its own)"
