@@ -11,14 +11,19 @@ inventory position, all SKUs together; ``DispatchModel.capacity_rows``) are the 
   (:data:`baselines.milp_solve.SOLVERS`), the blocks in parallel through an execution backend
   (:mod:`evaluation.backends`); the Lagrangian bound ``offset + mu b + sum_k V_k(mu)`` holds for *any*
   ``mu >= 0`` with ``V_k`` the block solver's dual bound, so every bound here is valid whether a block solve
-  finished or not (duals are smoothed towards the best ones seen, Wentges' stabilization);
+  finished or not (duals are smoothed towards the best ones seen, Wentges' stabilization). The root prices at
+  zero duals first (the SKU bound), then at the capacity duals of the whole model's LP relaxation, which lands
+  next to the best duals in one round; far from the bound, blocks are priced only to a share of the distance
+  left (``LOOSE_PRICING``), exactly once that stalls;
 * **branching** on a block's capacity usage at one capacity row (``A_ik x_k <= v`` or ``>= v + 1``: usage is
   an integer, so the two children partition the block's plans), best bound first; the largest bound among the
   open and the closed nodes bounds the optimum. A child is first bounded with its parent's duals, re-solving
   only the branched block;
-* **plans**: the master as an integer program over every column found (a choice of one column per block that
-  satisfies the capacity rows is a plan of the whole model). :func:`branch_and_price` returns its x and y;
-  the caller evaluates it exactly and replays it (the contract tests).
+* **plans**: after every pricing round, the master as an integer program over every column found (a choice of
+  one column per block that satisfies the capacity rows is a plan of the whole model) and the whole model
+  restricted near the master's mix (:meth:`_Search.restricted_plan`), so that a good plan exists early and the
+  bound can stop column generation as soon as it is within the gap. :func:`branch_and_price` returns its x and
+  y; the caller evaluates it exactly and replays it (the contract tests).
 
 Eq.5 is convex in integer stock: a block solve adds violated secant cuts until its plan's exact value is within
 the pricing tolerance of the block's bound; the coordinator keeps each block's cuts for its next solves.
@@ -41,8 +46,9 @@ from envs.reward import imbalance_per_pair
 
 BAND = 4  # Eq.5 segments added on each side of a violated one
 MASTER_PENALTY = 1e6  # USD per unit of capacity or convexity violated by the master's artificial columns
-RESTRICTED_EVERY = 5  # nodes between two runs of the restricted whole-model heuristic (the root runs it)
-RESTRICTED_NODES = 500  # its branch-and-bound node limit
+RESTRICTED_NODES = 500  # node limit of the restricted whole-model heuristic (run after every pricing round)
+CENTER_WEIGHT = 0.9  # Wentges weight of the centre once it is the relaxation's duals
+LOOSE_PRICING = 0.05  # far from the bound, blocks are priced to this share of (bound - master value), in USD
 
 
 @dataclass(frozen=True)
@@ -381,10 +387,12 @@ class _Search:
         if np.all(use <= self.d.capacity + 1e-6) and total > self.best + 1e-9:
             self.best, self.incumbent = total, list(choice)
 
-    def price(self, duals: np.ndarray, branch, which: list[int], reference: float) -> dict[int, tuple]:
-        """Solve blocks ``which`` at ``duals`` under ``branch``: ``{k: (result, column index or None)}``."""
+    def price(self, duals: np.ndarray, branch, which: list[int], reference: float, slack: float = 0.0
+              ) -> dict[int, tuple]:  # fmt: skip
+        """Solve blocks ``which`` at ``duals`` under ``branch``: ``{k: (result, column index or None)}``, each to a
+        tenth of the allowed gap shared between the blocks, or to its share of ``slack`` (USD) when larger."""
         scale = abs(self.best) if np.isfinite(self.best) else abs(reference)
-        abs_gap = max(1e-7, 0.1 * self.mip_gap * scale / self.K)  # a tenth of the allowed gap, shared
+        abs_gap = max(1e-7, 0.1 * self.mip_gap * scale / self.K, slack / self.K)
 
         def request(k: int) -> PriceRequest:
             rows = tuple((i, lo, hi) for kk, i, lo, hi in branch if kk == k)
@@ -435,8 +443,6 @@ class _Search:
                 self.try_incumbent(choice)
             allowed = self.pool.allowed(node.branch)
             lp = _master(self.d, self.pool, allowed)
-            if not self.prunable(bound) and (result.nodes - 1) % RESTRICTED_EVERY == 0:
-                self.restricted_plan(allowed, lp)
             if self.prunable(bound):
                 closed = max(closed, bound)
                 continue
@@ -484,31 +490,58 @@ class _Search:
             choice.append(self.add_column(k, block.exact(x[offsets[k] : offsets[k] + block.n])))
         self.try_incumbent(choice)
 
+    def relaxation_duals(self) -> np.ndarray:
+        """The capacity rows' duals in the LP relaxation of the whole model (with the Eq.5 cuts found so far).
+
+        The master's first duals, from a handful of columns, are far from the best ones (on table1 seed 1001 the
+        first Lagrangian bounds at them were 16,871, 12,417, 12,385 and 12,364, above the 12,352 of zero duals),
+        and column generation spent most of its rounds getting close. These duals cost one LP (0.2 s there) and
+        gave 12,349.66 in one round, next to the root's final 12,349.48."""
+        d = self.d
+        if self.n_cap == 0:
+            return np.zeros(0)
+        h, _ = _whole_model(d, self.cuts, [b.lower for b in d.blocks], [b.upper for b in d.blocks])
+        h.changeColsIntegrality(h.getNumCol(), np.arange(h.getNumCol(), dtype=np.int32),
+                                np.zeros(h.getNumCol(), dtype=np.uint8))  # fmt: skip
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return np.zeros(self.n_cap)
+        row_dual = np.asarray(h.getSolution().row_dual)
+        return np.maximum(row_dual[len(row_dual) - self.n_cap :], 0.0)  # the capacity rows come last
+
     def node_bound(self, node: _Node) -> tuple[float, np.ndarray | None, np.ndarray | None]:
         """Column generation at ``node``: ``(bound, duals, block bounds)`` (the duals of the best Lagrangian bound)."""
         result, K = self.result, self.K
         bound = node.bound
+        center = node.duals if node.duals is not None else np.zeros(self.n_cap)
+        center_bound, duals, block_bounds, alpha = np.inf, node.duals, node.block_bounds, 0.5
         if node.duals is not None and node.branched >= 0:  # a child: its parent's duals, the branched block again
             k = node.branched
             res, _ = self.price(node.duals, node.branch, [k], bound)[k]
-            bounds = node.block_bounds.copy()
-            bounds[k] = res.bound
-            bound = min(bound, _lagrangian(self.d, node.duals, bounds))
+            block_bounds = node.block_bounds.copy()
+            block_bounds[k] = res.bound
+            center_bound = _lagrangian(self.d, node.duals, block_bounds)  # smooth around it from the first round
+            bound = min(bound, center_bound)
             if self.prunable(bound) or bound == -np.inf:
                 return bound, None, None
-        center = node.duals if node.duals is not None else np.zeros(self.n_cap)
-        center_bound, duals, block_bounds, alpha = np.inf, node.duals, node.block_bounds, 0.5
+        loose = True  # price far from the bound to a share of the distance left (exactly once it stalls)
         while not self.out_of_time():
             allowed = self.pool.allowed(node.branch)
             lp = _master(self.d, self.pool, allowed)
             result.iterations += 1
             if result.iterations == 1:
                 price_at = np.zeros(self.n_cap)  # the blocks alone: the SKU bound and each SKU's own best plan
+            elif result.iterations == 2 and node.order == 0:
+                price_at = self.relaxation_duals()  # near the best duals at once, where the master's start far off
             elif np.isfinite(center_bound):
                 price_at = alpha * center + (1 - alpha) * lp.duals  # Wentges smoothing
             else:
                 price_at = lp.duals
-            answers = self.price(price_at, node.branch, list(range(K)), bound if np.isfinite(bound) else lp.value)
+            slack = 0.0  # exact at zero duals (the SKU bound) and at the relaxation's (a bound near the best)
+            if loose and result.iterations > 2 and np.isfinite(bound) and np.isfinite(lp.value) and lp.artificial <= 1e-9:
+                slack = LOOSE_PRICING * (bound - lp.value)
+            answers = self.price(price_at, node.branch, list(range(K)), bound if np.isfinite(bound) else lp.value,
+                                 slack)  # fmt: skip
             if any(res.status == "infeasible" for res, _ in answers.values()):
                 return -np.inf, None, None  # a block has no plan within this node's branching rows
             bounds = np.array([answers[k][0].bound for k in range(K)])
@@ -519,7 +552,17 @@ class _Search:
                     self.try_incumbent([answers[k][1] for k in range(K)])
             if value < center_bound:
                 center, center_bound, duals, block_bounds = price_at, value, price_at, bounds
+            if result.iterations == 2 and node.order == 0 and value < result.first_bound:
+                alpha = CENTER_WEIGHT
             bound = min(bound, value)
+            choice = _master_integer(self.d, self.pool)  # a plan early lets the bound prune this node sooner
+            if choice is not None:
+                self.try_incumbent(choice)
+            if not self.prunable(bound):  # and a plan near the master's new mix (0.1-0.2 s on table1)
+                allowed = self.pool.allowed(node.branch)
+                self.restricted_plan(allowed, _master(self.d, self.pool, allowed))
+            result.log.append(f"{time.perf_counter() - self.t0:.1f}s node {node.order} master {lp.value:.2f} "
+                              f"lagrangian {value:.2f} bound {bound:.2f} best {self.best:.2f}")  # fmt: skip
             if self.prunable(bound):
                 break
             tol = self.mip_gap * abs(self.best if np.isfinite(self.best) else bound)
@@ -530,6 +573,9 @@ class _Search:
                 for k, (res, _) in answers.items()
             )
             if not improving:
+                if slack > 0:
+                    loose = False  # the loose solves may have missed an improving column: price exactly
+                    continue
                 if alpha > 0 and result.iterations > 1:
                     alpha = 0.0  # mispricing: the smoothed duals found nothing; price at the master's own
                     continue
