@@ -538,7 +538,7 @@ class _Search:
             else:
                 price_at = lp.duals
             slack = 0.0  # exact at zero duals (the SKU bound) and at the relaxation's (a bound near the best)
-            if loose and result.iterations > 2 and np.isfinite(bound) and np.isfinite(lp.value) and lp.artificial <= 1e-9:
+            if loose and result.iterations > 2 and np.isfinite(bound) and lp.artificial <= 1e-9:
                 slack = LOOSE_PRICING * (bound - lp.value)
             answers = self.price(price_at, node.branch, list(range(K)), bound if np.isfinite(bound) else lp.value,
                                  slack)  # fmt: skip
