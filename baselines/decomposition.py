@@ -558,9 +558,10 @@ class _Search:
             choice = _master_integer(self.d, self.pool)  # a plan early lets the bound prune this node sooner
             if choice is not None:
                 self.try_incumbent(choice)
+            allowed = self.pool.allowed(node.branch)
+            after = _master(self.d, self.pool, allowed)  # with this round's columns
             if not self.prunable(bound):  # and a plan near the master's new mix (0.1-0.2 s on table1)
-                allowed = self.pool.allowed(node.branch)
-                self.restricted_plan(allowed, _master(self.d, self.pool, allowed))
+                self.restricted_plan(allowed, after)
             result.log.append(f"{time.perf_counter() - self.t0:.1f}s node {node.order} master {lp.value:.2f} "
                               f"lagrangian {value:.2f} bound {bound:.2f} best {self.best:.2f}")  # fmt: skip
             if self.prunable(bound):
@@ -568,6 +569,10 @@ class _Search:
             tol = self.mip_gap * abs(self.best if np.isfinite(self.best) else bound)
             if bound - lp.value <= max(0.05 * tol, 1e-9 * abs(lp.value)):
                 break  # the master is as good as the bound: column generation is done here
+            if node.order > 0 and np.isfinite(self.best) and after.artificial <= 1e-9 and after.value > self.best + tol:
+                # the node's LP bound is at least the master's value, above the incumbent: more rounds cannot
+                # prune it, only branching can (the root goes on: its rounds also find the plans)
+                break
             improving = any(
                 res.x is not None and res.value - lp.duals @ res.usage - lp.convexity[k] > 1e-7
                 for k, (res, _) in answers.items()
