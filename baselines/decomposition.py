@@ -569,9 +569,11 @@ class _Search:
             tol = self.mip_gap * abs(self.best if np.isfinite(self.best) else bound)
             if bound - lp.value <= max(0.05 * tol, 1e-9 * abs(lp.value)):
                 break  # the master is as good as the bound: column generation is done here
-            if node.order > 0 and np.isfinite(self.best) and after.artificial <= 1e-9 and after.value > self.best + tol:
+            if (node.order > 0 and np.isfinite(self.best) and after.artificial <= 1e-9 and after.value > self.best + tol
+                    and _branching(self.pool, allowed, after) is not None):  # fmt: skip
                 # the node's LP bound is at least the master's value, above the incumbent: more rounds cannot
-                # prune it, only branching can (the root goes on: its rounds also find the plans)
+                # prune it, only branching can, and its mix can be split (the root goes on: its rounds also find
+                # the plans)
                 break
             improving = any(
                 res.x is not None and res.value - lp.duals @ res.usage - lp.convexity[k] > 1e-7
