@@ -286,7 +286,7 @@ class BranchAndPriceResult:
     columns: int = 0
     root_bound: float = np.inf  # the Dantzig-Wolfe bound of the root node
     first_bound: float = np.inf  # the bound of the blocks alone (mu = 0): the SKU bound
-    log: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # a line per pricing round: time, node, master, bounds, plan
 
 
 @dataclass
@@ -438,6 +438,7 @@ class _Search:
             if self.prunable(bound) or bound == -np.inf:
                 closed = max(closed, bound)
                 continue
+            # node_bound ran it after its last round, but its restricted heuristic added columns since
             choice = _master_integer(self.d, self.pool)  # any column of any node is a plan of its block
             if choice is not None:
                 self.try_incumbent(choice)
@@ -529,9 +530,10 @@ class _Search:
             allowed = self.pool.allowed(node.branch)
             lp = _master(self.d, self.pool, allowed)
             result.iterations += 1
+            relaxation_round = result.iterations == 2 and node.order == 0
             if result.iterations == 1:
                 price_at = np.zeros(self.n_cap)  # the blocks alone: the SKU bound and each SKU's own best plan
-            elif result.iterations == 2 and node.order == 0:
+            elif relaxation_round:
                 price_at = self.relaxation_duals()  # near the best duals at once, where the master's start far off
             elif np.isfinite(center_bound):
                 price_at = alpha * center + (1 - alpha) * lp.duals  # Wentges smoothing
@@ -552,7 +554,7 @@ class _Search:
                     self.try_incumbent([answers[k][1] for k in range(K)])
             if value < center_bound:
                 center, center_bound, duals, block_bounds = price_at, value, price_at, bounds
-            if result.iterations == 2 and node.order == 0 and value < result.first_bound:
+            if relaxation_round and value < result.first_bound:
                 alpha = CENTER_WEIGHT
             bound = min(bound, value)
             choice = _master_integer(self.d, self.pool)  # a plan early lets the bound prune this node sooner
