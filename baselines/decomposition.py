@@ -35,7 +35,7 @@ and results are folded in block order, so one worker or several, local or Ray, g
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import highspy
 import numpy as np
@@ -49,6 +49,17 @@ MASTER_PENALTY = 1e6  # USD per unit of capacity or convexity violated by the ma
 RESTRICTED_NODES = 500  # node limit of the restricted whole-model heuristic (run after every pricing round)
 CENTER_WEIGHT = 0.9  # Wentges weight of the centre once it is the relaxation's duals
 LOOSE_PRICING = 0.05  # far from the bound, blocks are priced to this share of (bound - master value), in USD
+# HiGHS options of a pricing solve. Its sub-MIP heuristics (RINS, RENS) took 2.2 of a block's 3.1 s on table1 seed
+# 1008, and a pricing call starts from its block's previous plan anyway; without them (and the other primal
+# heuristics) replaying the pricing calls of a whole search took 100 s instead of 184 s (seed 1005) and 80 s
+# instead of 146 s (seed 1008), every bound still within its tolerance (bench/RESULTS.md, "Pricing without
+# sub-MIP heuristics").
+PRICING_HIGHS_OPTIONS = {
+    "mip_heuristic_effort": 0.0,
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_feasibility_jump": False,
+}
 
 
 @dataclass(frozen=True)
@@ -191,11 +202,18 @@ class PriceResult:
     value: float  # cost . x: the plan's share of the return (USD)
     usage: np.ndarray | None  # [n_cap] usage @ x
     new_cuts: np.ndarray  # [m, 2] Eq.5 cuts this call added
+    seconds: float = 0.0  # wall time of the call (schedules the next round; never changes a result)
 
 
 def price(decomposition: Decomposition, request: PriceRequest) -> PriceResult:
     """One pricing solve (see :class:`PriceRequest`), adding violated Eq.5 cuts until the exact plan is within
     ``abs_gap`` of the bound. ``decomposition`` first: the signature of a backend's ``work(context, item)``."""
+    t0 = time.perf_counter()
+    result = _price(decomposition, request)
+    return replace(result, seconds=time.perf_counter() - t0)
+
+
+def _price(decomposition: Decomposition, request: PriceRequest) -> PriceResult:
     block = decomposition.blocks[request.k]
     cost = block.cost - request.duals @ block.usage
     h = _block_highs(block, cost, request.cuts, request.branch)
@@ -261,6 +279,8 @@ def _add_cut_rows(h: highspy.Highs, block: Block, cuts: np.ndarray) -> None:
 def _block_highs(block: Block, cost: np.ndarray, cuts: np.ndarray, branch) -> highspy.Highs:
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    for name, value in PRICING_HIGHS_OPTIONS.items():
+        h.setOptionValue(name, value)
     h.passModel(
         block.n, len(block.row_lower), len(block.row_index), int(highspy.MatrixFormat.kRowwise),
         int(highspy.ObjSense.kMaximize), 0.0, cost, block.lower, block.upper, block.row_lower, block.row_upper,
@@ -367,6 +387,7 @@ class _Search:
         self.pool = _Pool(self.K)
         self.cuts = [np.zeros((0, 2), dtype=np.int64) for _ in range(self.K)]
         self.last: list[np.ndarray | None] = [None] * self.K  # each block's latest plan: its next warm start
+        self.seconds = np.zeros(self.K)  # each block's latest pricing time: the longest are sent first
         self.best, self.incumbent = -np.inf, None
         self.result = BranchAndPriceResult("time_limit", None, -np.inf, np.inf)
 
@@ -402,11 +423,15 @@ class _Search:
         if self.backend is None or len(which) <= 1:
             answers = {k: price(self.d, request(k)) for k in which}  # each with the time left when it starts
         else:
-            answers = {item.k: res for item, res in self.backend.map(price, self.d, [request(k) for k in which])}
+            # longest first (by each block's last time): 5 blocks on 2 workers then finish nearly together;
+            # the order only schedules, the answers are folded in block order below
+            order = sorted(which, key=lambda k: (-self.seconds[k], k))
+            answers = {item.k: res for item, res in self.backend.map(price, self.d, [request(k) for k in order])}
         out = {}
         for k in sorted(answers):  # fold in block order: the same state whatever order they finished in
             res = answers[k]
             self.result.pricing_calls += 1
+            self.seconds[k] = res.seconds
             if len(res.new_cuts):
                 self.cuts[k] = np.concatenate([self.cuts[k], res.new_cuts])
             column = None
