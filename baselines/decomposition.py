@@ -50,15 +50,16 @@ RESTRICTED_NODES = 500  # node limit of the restricted whole-model heuristic (ru
 CENTER_WEIGHT = 0.9  # Wentges weight of the centre once it is the relaxation's duals
 LOOSE_PRICING = 0.05  # far from the bound, blocks are priced to this share of (bound - master value), in USD
 # HiGHS options of a pricing solve. Its sub-MIP heuristics (RINS, RENS) took 2.2 of a block's 3.1 s on table1 seed
-# 1008, and a pricing call starts from its block's previous plan anyway; without them (and the other primal
-# heuristics) replaying the pricing calls of a whole search took 100 s instead of 184 s (seed 1005) and 80 s
-# instead of 146 s (seed 1008), every bound still within its tolerance (bench/RESULTS.md, "Pricing without
-# sub-MIP heuristics").
+# 1008, and a pricing call starts from its block's previous plan anyway. Replaying the pricing calls of a whole
+# search without them (and the other primal heuristics) took 100 s instead of 184 s (seed 1005) and 80 s instead
+# of 146 s (seed 1008); without the root reduced-cost sub-MIP too, 78 s instead of 114 s and 84 s instead of 87 s
+# (two at a time). Every bound is still within its tolerance (bench/RESULTS.md, "Pricing without heuristics").
 PRICING_HIGHS_OPTIONS = {
     "mip_heuristic_effort": 0.0,
     "mip_heuristic_run_rins": False,
     "mip_heuristic_run_rens": False,
     "mip_heuristic_run_feasibility_jump": False,
+    "mip_heuristic_run_root_reduced_cost": False,
 }
 
 
