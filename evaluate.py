@@ -58,12 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", required=True, help="realization seeds: N, A-B (inclusive) or a list like 1000-1099,2000")
     p.add_argument("--out", required=True, type=Path, help="output folder (created; an earlier run there is resumed)")
     p.add_argument(
-        "--workers", type=int, default=None,
+        "--workers",
+        type=int,
+        default=None,
         help="episodes computed at once (default: the cores here; with --backend ray, the cluster's CPUs)",
     )
     p.add_argument("--backend", default="local", help=f"where episodes run, one of {list(BACKENDS)} (default: local)")
     p.add_argument(
-        "--ray-address", default=None,
+        "--ray-address",
+        default=None,
         help="with --backend ray: 'auto' (the cluster `ray start` runs here) or HOST:PORT; default: a local cluster",
     )
     p.add_argument(
@@ -149,7 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rolling = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in ROLLING_FLAGS.items()}
         run = runner.resolve_run(
-            args.scenario, args.env, args.policies, args.seeds, args.time_limit, args.cache_dir, rolling,
+            args.scenario,
+            args.env,
+            args.policies,
+            args.seeds,
+            args.time_limit,
+            args.cache_dir,
+            rolling,
             trust_checkpoint=args.trust_checkpoint,
         )
         compares = parse_compare(args.compare, run.labels)

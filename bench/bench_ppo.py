@@ -40,6 +40,7 @@ from evaluation.metrics import ratio_to_optimum
 def hindsight_optima(scenario, env_id: str, seeds: list[int], time_limit: float | None) -> dict[int, object]:
     """Hindsight result per seed (cached). A deterministic scenario has one realization for every seed,
     so it is solved once (seed ``seeds[0]``) and shared."""
+
     def solve(seed: int):
         return cached_hindsight(scenario, seed, env_id=env_id, cache_dir=DEFAULT_CACHE_DIR, time_limit=time_limit)
 

@@ -98,7 +98,6 @@ def demo(args) -> None:
     print(f"\nRay overhead: {ray_ / local - 1:+.1%} (target: within 10%)")
 
 
-
 def solve_speedup(args) -> None:
     """2. Hindsight solves as Ray tasks, 1 and 2 workers."""
     seeds = parse_seeds(args.solve_seeds)

@@ -30,6 +30,8 @@ from envs.network import Network
 from envs.realization import Realization, sample_realization
 
 PRESET_DIR = Path(__file__).parent / "scenarios"
+
+
 def _json_object(pairs: list[tuple[str, object]]) -> dict:
     keys = [k for k, _ in pairs]
     repeated = sorted({k for k in keys if keys.count(k) > 1})

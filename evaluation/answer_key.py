@@ -17,6 +17,10 @@ One CSV file per (scenario, env id) in ``evaluation/keys/`` (``<scenario>__<env 
 the env to its objective (1e-6 relative); a row whose hash, checksum, shape, status, gap or replay does not hold is
 refused with a :class:`AnswerKeyWarning` naming the file and the seed, and the caller solves that seed instead.
 Regenerate a key with ``python scripts/make_answer_key.py`` (its ``--help`` gives the standard sets).
+
+A key still being made (fewer rows than the standard seeds; ``make_answer_key.py --out evaluation/keys/partial``
+resumes it) lives in the key folder's ``partial/`` subfolder: its rows answer like any other, and the file moves
+up a folder once it holds every standard seed.
 """
 
 from __future__ import annotations
@@ -151,10 +155,13 @@ def _static_problem(row: dict, scenario: Scenario, env_id: str) -> str | None:
 
 def lookup(scenario: Scenario, env_id: str, seed: int, folder: Path | None = None) -> HindsightResult | None:
     """The key's certified optimum of (scenario, env id, seed) after a replay check, else None (no row, or a refused
-    row: an :class:`AnswerKeyWarning` names the file and the seed)."""
-    path = key_path(scenario.name, env_id, folder)
-    row = read_key(path).get(int(seed))
-    if row is None:
+    row: an :class:`AnswerKeyWarning` names the file and the seed). The folder's ``partial/`` keys answer too."""
+    base = KEY_DIR if folder is None else Path(folder)
+    for path in (key_path(scenario.name, env_id, base), key_path(scenario.name, env_id, base / "partial")):
+        row = read_key(path).get(int(seed))
+        if row is not None:
+            break
+    else:
         return None
     problem, terms = row_problem(row, scenario, env_id)
     if problem is not None:

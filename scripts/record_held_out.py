@@ -1,6 +1,6 @@
 """Write ``held_out.json`` beside a shipped agent: its return on one held-out seed (the test replays it).
 
-    python scripts/record_held_out.py agents/checkpoints/table1__CrossBorderDispatch-v0 [--seed 1000]
+python scripts/record_held_out.py agents/checkpoints/table1__CrossBorderDispatch-v0 [--seed 1000]
 """
 
 from __future__ import annotations

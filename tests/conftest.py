@@ -63,7 +63,6 @@ def train_tiny_agent(directory: Path, env_id: str = "CrossBorderDispatch-v0") ->
     return save_agent(directory, model, venv, config)
 
 
-
 @pytest.fixture(scope="session")
 def tiny_agent(tmp_path_factory) -> Path:
     """A real (barely trained) masked-PPO agent on ``tiny``, in the directory format train.py writes."""

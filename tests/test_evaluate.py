@@ -172,6 +172,7 @@ def test_scenario_file_and_other_env_ids(env_id, cache_dir, tmp_path):
 
 def test_rolling_options_reach_the_policy_and_the_run_identity(cache_dir, tmp_path):
     """--rolling-window changes what rolling-milp plays and is part of the run: a resume with another is refused."""
+
     def run(window: str, out: Path) -> tuple[int, str]:
         args = ["--scenario", "tiny", "--policies", "rolling-milp", "--seeds", "0-3", "--out", str(out),
                 "--workers", "1", "--cache-dir", str(cache_dir), "--rolling-window", window]  # fmt: skip
@@ -370,7 +371,10 @@ def test_timelines_of_chosen_seeds_agree_with_the_episodes(cache_dir, tmp_path):
     code, stdout, stderr = run_main(args)
     assert code == 0, stderr
     assert sorted(p.name for p in (out / "timeline").iterdir()) == [
-        "seed_0.csv", "seed_0.png", "seed_2.csv", "seed_2.png"
+        "seed_0.csv",
+        "seed_0.png",
+        "seed_2.csv",
+        "seed_2.png",
     ]
     episodes = pd.read_csv(out / "episodes.csv").set_index(["policy", "seed"])
     for seed in (0, 2):
