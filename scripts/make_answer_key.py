@@ -6,7 +6,9 @@ Each seed is solved with no time limit to ``mip_gap`` 1e-4 (:data:`evaluation.an
 plan replayed through the env, and the row written to ``evaluation/keys/<scenario>__<env id>.csv`` (``--out``
 for another folder). Seeds already in the file with a valid row are kept, not solved again, so an interrupted
 run resumes; the file is rewritten whole after each seed. The standard sets are seeds 1000-1099 of ``table1``,
-``table1-det``, ``promo`` and ``scarce`` for each env id, and at least 10 seeds of ``large``.
+``table1-det``, ``promo`` and ``scarce`` for each env id, and at least 10 seeds of ``large``. A key that will take
+more than one sitting is made in ``--out evaluation/keys/partial`` (its rows answer all the same) and moved up a
+folder once it holds every standard seed.
 ``--backend ray [--ray-address HOST:PORT]`` solves the seeds across a Ray cluster (README, "On a Ray cluster").
 """
 
