@@ -42,6 +42,7 @@ from envs.scenario import Scenario
 from evaluation.metrics import relative_gap
 
 KEY_DIR = Path(__file__).resolve().parent / "keys"
+PARTIAL = "partial"  # the key folder's subfolder of keys still being made (they answer too)
 CERTIFIED_GAP = 1e-4  # "certified": a replayed plan and a bound within this relative gap (HiGHS's default)
 REPLAY_RTOL = 1e-6
 COLUMNS = ["scenario", "content_hash", "env_id", "seed", "objective", "bound", "gap", "status", "mip_gap", "solver",
@@ -157,7 +158,7 @@ def lookup(scenario: Scenario, env_id: str, seed: int, folder: Path | None = Non
     """The key's certified optimum of (scenario, env id, seed) after a replay check, else None (no row, or a refused
     row: an :class:`AnswerKeyWarning` names the file and the seed). The folder's ``partial/`` keys answer too."""
     base = KEY_DIR if folder is None else Path(folder)
-    for path in (key_path(scenario.name, env_id, base), key_path(scenario.name, env_id, base / "partial")):
+    for path in (key_path(scenario.name, env_id, base), key_path(scenario.name, env_id, base / PARTIAL)):
         row = read_key(path).get(int(seed))
         if row is not None:
             break

@@ -17,6 +17,7 @@ from envs import load_scenario
 from evaluation.answer_key import (
     CERTIFIED_GAP,
     KEY_DIR,
+    PARTIAL,
     AnswerKeyWarning,
     key_path,
     key_row,
@@ -31,8 +32,8 @@ from evaluation.policies import HINDSIGHT
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(KEY_DIR.glob("*.csv"))
-# keys still being made (resumable, evaluate.py does not read them yet): their rows are shipped data all the same
-PARTIAL = sorted((KEY_DIR / "partial").glob("*.csv"))
+# keys still being made (resumable; lookup reads them too): their rows are shipped data all the same
+BEING_MADE = sorted((KEY_DIR / PARTIAL).glob("*.csv"))
 
 
 def test_keys_are_shipped_for_the_standard_seeds():
@@ -43,7 +44,7 @@ def test_keys_are_shipped_for_the_standard_seeds():
         assert set(read_key(path)) >= set(range(1000, 1100)), path.name
 
 
-@pytest.mark.parametrize("path", SHIPPED + PARTIAL, ids=[f"{p.parent.name}/{p.stem}" for p in SHIPPED + PARTIAL])
+@pytest.mark.parametrize("path", SHIPPED + BEING_MADE, ids=[f"{p.parent.name}/{p.stem}" for p in SHIPPED + BEING_MADE])
 def test_every_shipped_row_replays_to_its_objective(path):
     rows = read_key(path)
     assert rows
@@ -79,7 +80,7 @@ def test_a_key_row_answers_without_solving(tiny_key, tmp_path):
 
 def test_a_key_in_the_partial_folder_answers_too(tiny_key, tmp_path):
     path = key_path("tiny", "CrossBorderDispatch-v0", tiny_key)
-    moved = key_path("tiny", "CrossBorderDispatch-v0", tiny_key / "partial")
+    moved = key_path("tiny", "CrossBorderDispatch-v0", tiny_key / PARTIAL)
     moved.parent.mkdir()
     path.rename(moved)
     scenario = load_scenario("tiny")
