@@ -54,6 +54,7 @@ from envs.reward import TERM_NAMES, imbalance_per_pair, signed_sum, transfer_rev
 INF = highspy.kHighsInf
 MODEL_VERSION = 2  # bump when the MILP changes what a solved plan means (cache entries and answer-key rows name it)
 EQ5_CUT_MODES = ("lazy", "all")
+TRANSFER_COVER = True  # add the valid inequalities of _transfer_cover_rows
 
 
 class MilpError(RuntimeError):
@@ -178,6 +179,7 @@ class DispatchModel:
     e_index: tuple[np.ndarray, np.ndarray, np.ndarray]  # (t, w, k) of each e column
     inv_upper: np.ndarray  # [T', W, K] the upper bound used for inv (and as big-M)
     capacity_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # rows coupling SKUs
+    cover_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # _transfer_cover_rows
     cut_segments: set = field(default_factory=set)  # (e column, i) of every Eq.5 cut in the model
     build_seconds: float = 0.0
 
@@ -243,6 +245,7 @@ class _Draft:
     lot_count: np.ndarray | None = None
     lost_const: float = 0.0
     capacity_rows: list[int] = field(default_factory=list)
+    cover_rows: list[int] = field(default_factory=list)
 
     @property
     def days(self) -> int:
@@ -271,6 +274,8 @@ def build_model(net: Network, data: PlanInput, decisions: str, eq5_cuts: str = "
     _balance_rows(draft, inv_cols)
     _choice_rows(draft)
     _capacity_rows(draft, inv_cols)
+    if TRANSFER_COVER:
+        _transfer_cover_rows(draft, inv_cols)
     if not layout.routes:
         _home_rule_rows(draft, inv_cols)
     model = _assemble(draft, inv_cols, e_cols, (e_t, e_w, e_k))
@@ -444,6 +449,53 @@ def _capacity_rows(d: _Draft, inv_cols: np.ndarray) -> None:
             d.rows.entries(link, np.repeat(u, len(entering)), -1.0)
 
 
+def _transfer_cover_rows(d: _Draft, inv_cols: np.ndarray) -> None:
+    """Lot-sizing (l,S) inequalities on transfer arrivals, valid for every integer plan: for a destination ``w``,
+    SKU ``k`` and day ``l``, ``sum_j (q_j - D(a_j, l))^+ y_j <= inv[l, w, k]`` over the transfers ``j`` that
+    arrive at ``(w, k)`` on a day ``a_j <= l``, where ``D(a, l)`` (units) bounds what can leave ``(w, k)``'s stock
+    on days ``a..l`` (every lot group with a lane from ``w``, whole, plus the largest level of every transfer out).
+
+    Why they hold: let ``i`` be the earliest sent transfer whose term is positive. Stock only leaves by lots and
+    transfers, so ``inv[l] >= inv[a_i - 1] + (units arriving on days a_i..l) - D(a_i, l) >= sum_{j sent, a_j >= a_i}
+    q_j - D(a_i, l)``, and ``D`` shrinks as ``a`` grows, so this is at least the sum of the positive terms. The LP
+    relaxation ships a fraction of a large level (paying that fraction of the lane's fixed cost) to get a few
+    units; these rows make the leftover of such a level count as stock, the cut that closes most of a SKU
+    block's LP gap (``bench/RESULTS.md``, "Transfer cover inequalities")."""
+    data, x, y, T = d.data, d.lot, d.transfer, d.days
+    if not len(y["day"]):
+        return
+    W, K = d.net.W, d.net.K
+    out = np.zeros((T, W, K))  # the most units that can leave (w, k)'s stock on day t
+    group = {}
+    for t, s, w, k, size, count in zip(x["day"], x["slot"], x["wh"], x["sku"], x["size"], d.lot_count[x["day"], x["slot"]],
+                                      strict=True):  # fmt: skip
+        group[(int(t), int(s), int(w))] = (int(k), float(size) * float(count))  # a group once per warehouse
+    for (t, _, w), (k, units) in group.items():
+        out[t, w, k] += units
+    largest = {}
+    for t, s, o, k, q in zip(y["day"], y["slot"], y["origin"], y["sku"], y["q"], strict=True):
+        key = (int(t), int(s), int(o), int(k))
+        largest[key] = max(largest.get(key, 0.0), float(q))
+    for (t, _, o, k), q in largest.items():
+        out[t, o, k] += q
+    # D(a, l) = tail[a] - tail[l + 1], tail[a] = units that can leave on days a..T-1
+    tail = np.concatenate([np.cumsum(out[::-1], axis=0)[::-1], np.zeros((1, W, K))])
+    arriving = np.flatnonzero(y["arrive"] < T)
+    for w, k in sorted({(int(y["dest"][j]), int(y["sku"][j])) for j in arriving}):
+        into = arriving[(y["dest"][arriving] == w) & (y["sku"][arriving] == k)]
+        a = y["arrive"][into]
+        for l_day in range(int(a.min()), T):
+            mine = into[a <= l_day]
+            coef = y["q"][mine] - (tail[y["arrive"][mine], w, k] - tail[l_day + 1, w, k])
+            keep = coef > 1e-9
+            if not keep.any():
+                continue
+            r = d.rows.add(1, -INF, 0.0)
+            d.cover_rows.append(int(r[0]))
+            d.rows.entries(np.repeat(r, int(keep.sum())), y["cols"][mine[keep]], coef[keep])
+            d.rows.entries(r, inv_cols[l_day, w, k], -1.0)
+
+
 def _home_rule_rows(d: _Draft, inv_cols: np.ndarray) -> None:
     """CrossBorderTransfer-v0's rule: a home-lane lot ships whenever the stock left before it suffices.
     ``stock_start[t,w,k] - sum_{s'<s} n_s' x_s' - (n_s - 1) <= M_s x_s``, ``M_s = ub(stock_start) - n_s + 1``
@@ -498,7 +550,7 @@ def _assemble(d: _Draft, inv_cols: np.ndarray, e_cols: np.ndarray, e_index: tupl
         lot_rep=d.lot_rep, lot_count=d.lot_count,
         y_cols=y["cols"], y_day=y["day"], y_slot=y["slot"], y_level=y["level"],
         inv_cols=inv_cols, e_cols=e_cols, e_index=e_index, inv_upper=d.stock["ub"],
-        capacity_rows=np.array(d.capacity_rows, dtype=np.int64),
+        capacity_rows=np.array(d.capacity_rows, dtype=np.int64), cover_rows=np.array(d.cover_rows, dtype=np.int64),
     )  # fmt: skip
 
 

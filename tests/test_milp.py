@@ -8,6 +8,7 @@ import subprocess
 import warnings
 
 import gymnasium as gym
+import highspy
 import numpy as np
 import pulp
 import pytest
@@ -22,10 +23,11 @@ from baselines import (
     solve_hindsight,
 )
 from baselines.hindsight import HindsightResult, plan_actions
+from baselines import milp_model
 from baselines.milp_model import build_model
 from baselines.milp_solve import solve_model
 from baselines.plan_input import hindsight_input
-from envs import load_scenario
+from envs import generate_scenario, load_scenario
 from envs.realization import Trace
 from envs.reward import imbalance_per_pair
 from evaluation.cache import cached_hindsight
@@ -342,3 +344,73 @@ def test_threads_can_change_between_solves_of_one_process():
     for threads in (1, 2, 1):
         again = solve_hindsight("tiny", 2, threads=threads)
         assert again.status == "optimal" and again.objective == pytest.approx(default.objective, rel=1e-9)
+
+
+def _row_activity(h) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
+    """``(A, row lower, row upper, lp)`` of a HiGHS model, ``A`` dense (small models only)."""
+    lp = h.getLp()
+    a = np.zeros((lp.num_row_, lp.num_col_))
+    start, index, value = (np.asarray(v) for v in (lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_))
+    major = np.repeat(np.arange(len(start) - 1), np.diff(start))  # columns (column-wise) or rows (row-wise)
+    if lp.a_matrix_.format_ == highspy.MatrixFormat.kColwise:
+        a[index, major] = value
+    else:
+        a[major, index] = value
+    return a, np.asarray(lp.row_lower_), np.asarray(lp.row_upper_), lp
+
+
+def test_transfer_cover_rows_never_cut_off_an_integer_plan(monkeypatch):
+    """The lot-sizing rows (``_transfer_cover_rows``) are valid inequalities: the integer optima of the model without
+    them, under random objectives that reward sending transfers and leaving stock idle, all satisfy them."""
+    cases = [
+        ("tiny", "both"),
+        ("tiny", "transfers"),
+        # two hubs: the second both receives transfers and sends them (outflow by transfers as well as lots)
+        (generate_scenario(3, hubs=2, overseas=2, regions=2, skus=2, days=10), "both"),
+        (generate_scenario(3, hubs=2, overseas=2, regions=2, skus=2, days=10), "transfers"),
+        (generate_scenario(4, hubs=2, overseas=1, regions=3, skus=1, days=12, supply_ratio=0.5), "both"),
+    ]
+    rng = np.random.default_rng(0)
+    asked = 0  # plans that send a transfer some row asks leftover stock for: the check can fail
+    for scenario, decisions in cases:
+        scen = load_scenario(scenario)
+        data = hindsight_input(scen.network, Trace.compile(scen.network, scen.sample(0)))
+        monkeypatch.setattr(milp_model, "TRANSFER_COVER", True)
+        with_rows = build_model(scen.network, data, decisions)
+        monkeypatch.setattr(milp_model, "TRANSFER_COVER", False)
+        without = build_model(scen.network, data, decisions)
+        a, lower, upper, _ = _row_activity(with_rows.highs)
+        cover = with_rows.cover_rows
+        assert len(cover) > 0 and a.shape[0] == without.n_rows + len(cover)  # the family is not empty here
+        sent = a[cover][:, with_rows.y_cols]  # each row's transfer side
+        h, n = without.highs, without.n_cols
+        for _ in range(20):
+            cost = np.zeros(n)
+            cost[without.y_cols] = rng.uniform(-5.0, 40.0, len(without.y_cols))
+            cost[without.x_cols] = rng.uniform(-10.0, 5.0, len(without.x_cols))
+            cost[without.inv_cols.ravel()] = rng.uniform(-1.0, 1.0, without.inv_cols.size)
+            cost[without.e_cols] = -rng.uniform(0.0, 1.0, len(without.e_cols))
+            h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
+            h.setOptionValue("mip_rel_gap", 0.0)
+            h.run()
+            assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+            x = np.rint(np.asarray(h.getSolution().col_value) * 1e6) / 1e6
+            activity = a @ x
+            assert np.all(activity <= upper + 1e-6) and np.all(activity >= lower - 1e-6), (scen.name, decisions)
+            asked += int(np.any(sent @ x[with_rows.y_cols] > 0.5))
+    assert asked >= 10
+
+
+def test_transfer_cover_rows_tighten_the_lp_relaxation(monkeypatch):
+    """On table1 the rows cut the LP relaxation (the point of them), never the optimum (the contract tests)."""
+
+    def lp_value() -> float:
+        model = build_hindsight("table1", 0)
+        h = model.highs
+        h.changeColsIntegrality(model.n_cols, np.arange(model.n_cols, dtype=np.int32), np.zeros(model.n_cols, np.uint8))
+        h.run()
+        return h.getInfo().objective_function_value
+
+    tighter = lp_value()
+    monkeypatch.setattr(milp_model, "TRANSFER_COVER", False)
+    assert tighter < lp_value() - 1.0
