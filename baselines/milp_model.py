@@ -461,15 +461,15 @@ def _transfer_cover_rows(d: _Draft, inv_cols: np.ndarray) -> None:
     relaxation ships a fraction of a large level (paying that fraction of the lane's fixed cost) to get a few
     units; these rows make the leftover of such a level count as stock, the cut that closes most of a SKU
     block's LP gap (``bench/RESULTS.md``, "Transfer cover inequalities")."""
-    data, x, y, T = d.data, d.lot, d.transfer, d.days
+    x, y, T = d.lot, d.transfer, d.days
     if not len(y["day"]):
         return
     W, K = d.net.W, d.net.K
     out = np.zeros((T, W, K))  # the most units that can leave (w, k)'s stock on day t
     group = {}
-    for t, s, w, k, size, count in zip(x["day"], x["slot"], x["wh"], x["sku"], x["size"], d.lot_count[x["day"], x["slot"]],
-                                      strict=True):  # fmt: skip
-        group[(int(t), int(s), int(w))] = (int(k), float(size) * float(count))  # a group once per warehouse
+    count = d.lot_count[x["day"], x["slot"]]
+    for t, s, w, k, size, n in zip(x["day"], x["slot"], x["wh"], x["sku"], x["size"], count, strict=True):
+        group[(int(t), int(s), int(w))] = (int(k), float(size) * float(n))  # a group once per warehouse
     for (t, _, w), (k, units) in group.items():
         out[t, w, k] += units
     largest = {}

@@ -19,11 +19,11 @@ from baselines import (
     build_hindsight,
     export_mps,
     make_policy,
+    milp_model,
     replay_plan,
     solve_hindsight,
 )
 from baselines.hindsight import HindsightResult, plan_actions
-from baselines import milp_model
 from baselines.milp_model import build_model
 from baselines.milp_solve import solve_model
 from baselines.plan_input import hindsight_input
