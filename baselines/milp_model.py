@@ -34,6 +34,8 @@ Why this is the env exactly (the contract of ``tests/test_contract.py``):
   exact at integers; the cuts are added lazily by the solver until none is violated;
 * with free routing, a transfer that arrives after the last planned day and costs more than any Eq.5 gain at its
   origin is fixed to 0 (dropping it keeps every other action feasible and loses nothing);
+* lot-sizing (l,S) rows on transfer arrivals (:func:`_transfer_cover_rows`) hold for every integer plan, so they
+  change no optimum; they cut fractional plans that send part of a large level, which halves a SKU block's solve;
 * the capacity rows are the only rows that couple SKUs (``DispatchModel.capacity_rows``): the hindsight
   solver first solves the SKUs apart (:func:`baselines.milp_solve.solve_model`, ``decompose=True``).
 """
