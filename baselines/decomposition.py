@@ -396,6 +396,11 @@ class _Search:
     def out_of_time(self) -> bool:
         return self.time_limit is not None and time.perf_counter() - self.t0 >= self.time_limit
 
+    def limit_time(self, h: highspy.Highs) -> None:
+        """Under a time limit, stop a whole-model solve (relaxation, restricted heuristic) when it runs out."""
+        if self.time_limit is not None:
+            h.setOptionValue("time_limit", max(self.time_limit - (time.perf_counter() - self.t0), 1e-3))
+
     def prunable(self, bound: float) -> bool:
         return bool(np.isfinite(self.best) and bound <= self.best + self.mip_gap * abs(self.best))
 
@@ -416,18 +421,25 @@ class _Search:
         scale = abs(self.best) if np.isfinite(self.best) else abs(reference)
         abs_gap = max(1e-7, 0.1 * self.mip_gap * scale / self.K, slack / self.K)
 
-        def request(k: int) -> PriceRequest:
+        # under a time limit each block gets its share of the time left (the blocks a worker runs one after the
+        # other share it), so that one slow block cannot take the whole budget and leave the others unpriced (on
+        # `large` the first block took all of a 200 s limit); a block stopped early still gives a valid bound
+        def request(k: int, turns: int) -> PriceRequest:
             rows = tuple((i, lo, hi) for kk, i, lo, hi in branch if kk == k)
-            left = None if self.time_limit is None else max(self.time_limit - (time.perf_counter() - self.t0), 1e-3)
+            left = None
+            if self.time_limit is not None:
+                left = max((self.time_limit - (time.perf_counter() - self.t0)) / max(turns, 1), 1e-3)
             return PriceRequest(k, duals, rows, self.cuts[k], self.last[k], abs_gap, self.solver, self.threads, left)
 
         if self.backend is None or len(which) <= 1:
-            answers = {k: price(self.d, request(k)) for k in which}  # each with the time left when it starts
+            # one after the other: each gets the time left over the blocks still to price
+            answers = {k: price(self.d, request(k, len(which) - i)) for i, k in enumerate(which)}
         else:
             # longest first (by each block's last time): 5 blocks on 2 workers then finish nearly together;
             # the order only schedules, the answers are folded in block order below
             order = sorted(which, key=lambda k: (-self.seconds[k], k))
-            answers = {item.k: res for item, res in self.backend.map(price, self.d, [request(k) for k in order])}
+            turns = -(-len(which) // max(1, int(getattr(self.backend, "workers", 1))))
+            answers = {item.k: res for item, res in self.backend.map(price, self.d, [request(k, turns) for k in order])}
         out = {}
         for k in sorted(answers):  # fold in block order: the same state whatever order they finished in
             res = answers[k]
@@ -508,6 +520,7 @@ class _Search:
         h, offsets = _whole_model(self.d, self.cuts, lower, upper)
         h.setOptionValue("mip_max_nodes", RESTRICTED_NODES)
         h.setOptionValue("mip_rel_gap", self.mip_gap)
+        self.limit_time(h)
         h.run()
         if h.getInfo().primal_solution_status != 2:
             return
@@ -530,6 +543,7 @@ class _Search:
         h, _ = _whole_model(d, self.cuts, [b.lower for b in d.blocks], [b.upper for b in d.blocks])
         h.changeColsIntegrality(h.getNumCol(), np.arange(h.getNumCol(), dtype=np.int32),
                                 np.zeros(h.getNumCol(), dtype=np.uint8))  # fmt: skip
+        self.limit_time(h)
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return np.zeros(self.n_cap)

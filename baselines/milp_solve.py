@@ -20,6 +20,9 @@ from baselines.solvers import SOLVERS
 from envs.reward import TERM_NAMES, signed_sum
 from evaluation.metrics import relative_gap
 
+# under a time limit, models up to this many columns get the whole-model solve first (table1: 4,417; large: 253,169)
+WHOLE_FIRST_MAX_COLS = 50_000
+
 
 @dataclass
 class Solution:
@@ -99,10 +102,12 @@ def _solve_by_blocks(model: DispatchModel, blocks, time_limit, mip_gap, threads,
     first half: its heuristics find good plans within seconds, where the search needs a whole pricing round (about
     20 s on ``table1``) before it has any (at 10 s on table1 seed 1002 the search-first order found 8,965, this
     order 11,516; bench/RESULTS.md, "Time-limited order"). The search then gets the rest, seeded with the whole
-    model's plan, and can close the gap with its stronger bound; the better plan and the lower bound are kept."""
+    model's plan, and can close the gap with its stronger bound; the better plan and the lower bound are kept.
+    Not on models above ``WHOLE_FIRST_MAX_COLS`` columns: there HiGHS spends its half in presolve and the root
+    LP and finds nothing (``large``: 164 s for a 60 s share), so the search gets the whole limit."""
     t0 = time.perf_counter()
     values, bound, whole_status, stats = None, float("inf"), None, {}
-    if time_limit is not None:
+    if time_limit is not None and model.n_cols <= WHOLE_FIRST_MAX_COLS:
         share = 0.5 * time_limit
         whole_status, whole, bound, _ = _solve_loop(model, share, mip_gap, 200, threads, None, solver)
         if whole is not None:

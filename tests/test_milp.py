@@ -306,6 +306,43 @@ def test_under_a_time_limit_the_whole_model_goes_first_and_the_search_continues_
     assert total == pytest.approx(short.objective, rel=1e-6)
 
 
+def test_a_large_model_skips_the_whole_model_under_a_time_limit(monkeypatch):
+    """Above ``WHOLE_FIRST_MAX_COLS`` columns the search gets the whole limit (no whole-model half)."""
+    from baselines import milp_solve
+    from envs import Scenario
+
+    scen = Scenario.from_dict({**load_scenario("table1").to_dict(), "horizon_days": 8})
+    monkeypatch.setattr(milp_solve, "WHOLE_FIRST_MAX_COLS", 100)  # table1 over 8 days has more columns
+    limited = solve_model(build_hindsight(scen, 0), decompose=True, time_limit=600.0)
+    assert limited.stats["method"] == "branch-and-price" and "whole_model_seconds" not in limited.stats
+    assert limited.status == "optimal"
+
+
+def test_under_a_time_limit_every_block_gets_its_share():
+    """A time-limited round prices every SKU block within its share of the time left, so the SKU bound is finite:
+    one slow block cannot take the whole limit and leave the others with no bound."""
+    from baselines import decomposition
+
+    model = build_hindsight(tight_table1(16, 230), 0)
+    d = decomposition.decompose(model)
+    seen = []
+    real = decomposition.price
+
+    def watched(blocks, request):
+        seen.append(request.time_limit)
+        return real(blocks, request)
+
+    limit = 4.0
+    try:
+        decomposition.price = watched
+        found = decomposition.branch_and_price(d, time_limit=limit, max_nodes=1)
+    finally:
+        decomposition.price = real
+    first = seen[: len(d.blocks)]
+    assert len(first) == len(d.blocks) and all(t <= limit / (len(d.blocks) - i) + 1e-6 for i, t in enumerate(first))
+    assert np.isfinite(found.first_bound) and found.bound >= found.objective
+
+
 @pytest.mark.parametrize("env_id", ["CrossBorderDispatch-v0", "CrossBorderRouting-v0", "CrossBorderTransfer-v0"])
 def test_scip_and_highs_agree_on_the_optima(env_id):
     from test_contract import assert_replay_equal, tiny_plus
