@@ -35,7 +35,8 @@ Why this is the env exactly (the contract of ``tests/test_contract.py``):
 * with free routing, a transfer that arrives after the last planned day and costs more than any Eq.5 gain at its
   origin is fixed to 0 (dropping it keeps every other action feasible and loses nothing);
 * lot-sizing (l,S) rows on transfer arrivals (:func:`_transfer_cover_rows`) hold for every integer plan, so they
-  change no optimum; they cut fractional plans that send part of a large level, which halves a SKU block's solve;
+  change no optimum; they cut fractional plans that send part of a large level, which halves a SKU block's solve
+  (the rolling policy builds without them: its solves stop at a gap, and a tighter bound stops them sooner);
 * the capacity rows are the only rows that couple SKUs (``DispatchModel.capacity_rows``): the hindsight
   solver first solves the SKUs apart (:func:`baselines.milp_solve.solve_model`, ``decompose=True``).
 """
@@ -56,7 +57,6 @@ from envs.reward import TERM_NAMES, imbalance_per_pair, signed_sum, transfer_rev
 INF = highspy.kHighsInf
 MODEL_VERSION = 2  # bump when the MILP changes what a solved plan means (cache entries and answer-key rows name it)
 EQ5_CUT_MODES = ("lazy", "all")
-TRANSFER_COVER = True  # add the valid inequalities of _transfer_cover_rows
 
 
 class MilpError(RuntimeError):
@@ -254,11 +254,14 @@ class _Draft:
         return self.data.days
 
 
-def build_model(net: Network, data: PlanInput, decisions: str, eq5_cuts: str = "lazy") -> DispatchModel:
+def build_model(
+    net: Network, data: PlanInput, decisions: str, eq5_cuts: str = "lazy", transfer_cover: bool = True
+) -> DispatchModel:
     """Build the MILP of ``data`` for an env whose action holds ``decisions`` ("both", "routing", "transfers").
 
     ``eq5_cuts="all"`` adds every secant cut up front (exact with no loop, large), ``"lazy"`` a few
-    around each target; the solver adds violated ones until none is left.
+    around each target; the solver adds violated ones until none is left. ``transfer_cover`` adds the valid
+    inequalities of :func:`_transfer_cover_rows` (the same integer optimum, a tighter LP).
     """
     layout = action_layout(net, decisions)  # raises on a bad decisions value
     if eq5_cuts not in EQ5_CUT_MODES:
@@ -276,7 +279,7 @@ def build_model(net: Network, data: PlanInput, decisions: str, eq5_cuts: str = "
     _balance_rows(draft, inv_cols)
     _choice_rows(draft)
     _capacity_rows(draft, inv_cols)
-    if TRANSFER_COVER:
+    if transfer_cover:
         _transfer_cover_rows(draft, inv_cols)
     if not layout.routes:
         _home_rule_rows(draft, inv_cols)

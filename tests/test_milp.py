@@ -19,7 +19,6 @@ from baselines import (
     build_hindsight,
     export_mps,
     make_policy,
-    milp_model,
     replay_plan,
     solve_hindsight,
 )
@@ -396,7 +395,7 @@ def _row_activity(h) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
     return a, np.asarray(lp.row_lower_), np.asarray(lp.row_upper_), lp
 
 
-def test_transfer_cover_rows_never_cut_off_an_integer_plan(monkeypatch):
+def test_transfer_cover_rows_never_cut_off_an_integer_plan():
     """The lot-sizing rows (``_transfer_cover_rows``) are valid inequalities: the integer optima of the model without
     them, under random objectives that reward sending transfers and leaving stock idle, all satisfy them."""
     cases = [
@@ -412,10 +411,8 @@ def test_transfer_cover_rows_never_cut_off_an_integer_plan(monkeypatch):
     for scenario, decisions in cases:
         scen = load_scenario(scenario)
         data = hindsight_input(scen.network, Trace.compile(scen.network, scen.sample(0)))
-        monkeypatch.setattr(milp_model, "TRANSFER_COVER", True)
         with_rows = build_model(scen.network, data, decisions)
-        monkeypatch.setattr(milp_model, "TRANSFER_COVER", False)
-        without = build_model(scen.network, data, decisions)
+        without = build_model(scen.network, data, decisions, transfer_cover=False)
         a, lower, upper, _ = _row_activity(with_rows.highs)
         cover = with_rows.cover_rows
         assert len(cover) > 0 and a.shape[0] == without.n_rows + len(cover)  # the family is not empty here
@@ -438,16 +435,16 @@ def test_transfer_cover_rows_never_cut_off_an_integer_plan(monkeypatch):
     assert asked >= 10
 
 
-def test_transfer_cover_rows_tighten_the_lp_relaxation(monkeypatch):
+def test_transfer_cover_rows_tighten_the_lp_relaxation():
     """On table1 the rows cut the LP relaxation (the point of them), never the optimum (the contract tests)."""
+    scen = load_scenario("table1")
+    data = hindsight_input(scen.network, Trace.compile(scen.network, scen.sample(0)))
 
-    def lp_value() -> float:
-        model = build_hindsight("table1", 0)
+    def lp_value(transfer_cover: bool) -> float:
+        model = build_model(scen.network, data, "both", transfer_cover=transfer_cover)
         h = model.highs
         h.changeColsIntegrality(model.n_cols, np.arange(model.n_cols, dtype=np.int32), np.zeros(model.n_cols, np.uint8))
         h.run()
         return h.getInfo().objective_function_value
 
-    tighter = lp_value()
-    monkeypatch.setattr(milp_model, "TRANSFER_COVER", False)
-    assert tighter < lp_value() - 1.0
+    assert lp_value(True) < lp_value(False) - 1.0
