@@ -351,15 +351,11 @@ def _stock_bounds(d: _Draft) -> None:
     position_ub = np.maximum(net.capacity, start_position)[None, :] + cum_supply  # [T', W]
     max_in = np.zeros((T + 1, W, K))  # largest transfer units that can arrive on each day
     if len(y["day"]):
-        best = {}
-        for i, key in enumerate(zip(y["day"], y["slot"], strict=True)):
-            best[key] = max(best.get(key, 0.0), y["q"][i])
-        keys = np.array(list(best.keys())).reshape(-1, 2)
-        kq = np.array(list(best.values()))
-        kl = keys[:, 1] // K
-        arrive = keys[:, 0] + data.transfer_lead[keys[:, 0], kl]
+        day, slot, kq = _largest_levels(y)
+        kl = slot // K
+        arrive = day + data.transfer_lead[day, kl]
         inside = arrive < T
-        np.add.at(max_in, (arrive[inside], net.tl_destination[kl][inside], keys[inside, 1] % K), kq[inside])
+        np.add.at(max_in, (arrive[inside], net.tl_destination[kl][inside], slot[inside] % K), kq[inside])
     ub = np.zeros((T, W, K))
     ub[0] = data.start_on_hand
     for t in range(1, T):
@@ -471,18 +467,12 @@ def _transfer_cover_rows(d: _Draft, inv_cols: np.ndarray) -> None:
         return
     W, K = d.net.W, d.net.K
     out = np.zeros((T, W, K))  # the most units that can leave (w, k)'s stock on day t
-    group = {}
-    count = d.lot_count[x["day"], x["slot"]]
-    for t, s, w, k, size, n in zip(x["day"], x["slot"], x["wh"], x["sku"], x["size"], count, strict=True):
-        group[(int(t), int(s), int(w))] = (int(k), float(size) * float(n))  # a group once per warehouse
-    for (t, _, w), (k, units) in group.items():
-        out[t, w, k] += units
-    largest = {}
-    for t, s, o, k, q in zip(y["day"], y["slot"], y["origin"], y["sku"], y["q"], strict=True):
-        key = (int(t), int(s), int(o), int(k))
-        largest[key] = max(largest.get(key, 0.0), float(q))
-    for (t, _, o, k), q in largest.items():
-        out[t, o, k] += q
+    # every lot group whole, once per warehouse it has a lane from (its choices there share its lots)
+    _, first = np.unique(np.stack([x["day"], x["slot"], x["wh"]]), axis=1, return_index=True)
+    units = x["size"] * d.lot_count[x["day"], x["slot"]]
+    np.add.at(out, (x["day"][first], x["wh"][first], x["sku"][first]), units[first])
+    day, slot, q = _largest_levels(y)  # and every transfer slot out at its largest level
+    np.add.at(out, (day, d.net.tl_origin[slot // K], slot % K), q)
     # D(a, l) = tail[a] - tail[l + 1], tail[a] = units that can leave on days a..T-1
     tail = np.concatenate([np.cumsum(out[::-1], axis=0)[::-1], np.zeros((1, W, K))])
     arriving = np.flatnonzero(y["arrive"] < T)
@@ -592,6 +582,15 @@ def _lot_groups(lots: np.ndarray, J: int, aggregate: bool) -> tuple[np.ndarray, 
     count = np.zeros((T, S), dtype=np.int64)
     np.add.at(count, (np.repeat(np.arange(T), S), rep.ravel()), 1)
     return rep, count
+
+
+def _largest_levels(y: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(day, slot, q)`` of the y block: each (day, transfer slot) once, with its largest level (units)."""
+    best: dict[tuple[int, int], float] = {}
+    for key, q in zip(zip(y["day"].tolist(), y["slot"].tolist(), strict=True), y["q"].tolist(), strict=True):
+        best[key] = max(best.get(key, 0.0), q)
+    keys = np.array(list(best), dtype=np.int64).reshape(-1, 2)
+    return keys[:, 0], keys[:, 1], np.array(list(best.values()), dtype=np.float64)
 
 
 def _best_total(slots: np.ndarray, q: np.ndarray) -> float:

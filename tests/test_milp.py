@@ -317,7 +317,7 @@ def test_a_large_model_skips_the_whole_model_under_a_time_limit(monkeypatch):
     assert limited.status == "optimal"
 
 
-def test_under_a_time_limit_every_block_gets_its_share():
+def test_under_a_time_limit_every_block_gets_its_share(monkeypatch):
     """A time-limited round prices every SKU block within its share of the time left, so the SKU bound is finite:
     one slow block cannot take the whole limit and leave the others with no bound."""
     from baselines import decomposition
@@ -332,11 +332,8 @@ def test_under_a_time_limit_every_block_gets_its_share():
         return real(blocks, request)
 
     limit = 4.0
-    try:
-        decomposition.price = watched
-        found = decomposition.branch_and_price(d, time_limit=limit, max_nodes=1)
-    finally:
-        decomposition.price = real
+    monkeypatch.setattr(decomposition, "price", watched)
+    found = decomposition.branch_and_price(d, time_limit=limit, max_nodes=1)
     first = seen[: len(d.blocks)]
     assert len(first) == len(d.blocks) and all(t <= limit / (len(d.blocks) - i) + 1e-6 for i, t in enumerate(first))
     assert np.isfinite(found.first_bound) and found.bound >= found.objective
@@ -382,8 +379,8 @@ def test_threads_can_change_between_solves_of_one_process():
         assert again.status == "optimal" and again.objective == pytest.approx(default.objective, rel=1e-9)
 
 
-def _row_activity(h) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
-    """``(A, row lower, row upper, lp)`` of a HiGHS model, ``A`` dense (small models only)."""
+def _row_activity(h) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A, row lower, row upper)`` of a HiGHS model, ``A`` dense (small models only)."""
     lp = h.getLp()
     a = np.zeros((lp.num_row_, lp.num_col_))
     start, index, value = (np.asarray(v) for v in (lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_))
@@ -392,7 +389,7 @@ def _row_activity(h) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
         a[index, major] = value
     else:
         a[major, index] = value
-    return a, np.asarray(lp.row_lower_), np.asarray(lp.row_upper_), lp
+    return a, np.asarray(lp.row_lower_), np.asarray(lp.row_upper_)
 
 
 def test_transfer_cover_rows_never_cut_off_an_integer_plan():
@@ -413,7 +410,7 @@ def test_transfer_cover_rows_never_cut_off_an_integer_plan():
         data = hindsight_input(scen.network, Trace.compile(scen.network, scen.sample(0)))
         with_rows = build_model(scen.network, data, decisions)
         without = build_model(scen.network, data, decisions, transfer_cover=False)
-        a, lower, upper, _ = _row_activity(with_rows.highs)
+        a, lower, upper = _row_activity(with_rows.highs)
         cover = with_rows.cover_rows
         assert len(cover) > 0 and a.shape[0] == without.n_rows + len(cover)  # the family is not empty here
         sent = a[cover][:, with_rows.y_cols]  # each row's transfer side
