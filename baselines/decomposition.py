@@ -393,13 +393,17 @@ class _Search:
         self.result = BranchAndPriceResult("time_limit", None, -np.inf, np.inf)
 
     # -- small helpers
+    def time_left(self) -> float:
+        """Seconds left of the time limit (negative once it has run out; inf without one)."""
+        return np.inf if self.time_limit is None else self.time_limit - (time.perf_counter() - self.t0)
+
     def out_of_time(self) -> bool:
-        return self.time_limit is not None and time.perf_counter() - self.t0 >= self.time_limit
+        return self.time_left() <= 0
 
     def limit_time(self, h: highspy.Highs) -> None:
         """Under a time limit, stop a whole-model solve (relaxation, restricted heuristic) when it runs out."""
         if self.time_limit is not None:
-            h.setOptionValue("time_limit", max(self.time_limit - (time.perf_counter() - self.t0), 1e-3))
+            h.setOptionValue("time_limit", max(self.time_left(), 1e-3))
 
     def prunable(self, bound: float) -> bool:
         return bool(np.isfinite(self.best) and bound <= self.best + self.mip_gap * abs(self.best))
@@ -426,9 +430,7 @@ class _Search:
         # `large` the first block took all of a 200 s limit); a block stopped early still gives a valid bound
         def request(k: int, turns: int) -> PriceRequest:
             rows = tuple((i, lo, hi) for kk, i, lo, hi in branch if kk == k)
-            left = None
-            if self.time_limit is not None:
-                left = max((self.time_limit - (time.perf_counter() - self.t0)) / max(turns, 1), 1e-3)
+            left = None if self.time_limit is None else max(self.time_left() / max(turns, 1), 1e-3)
             return PriceRequest(k, duals, rows, self.cuts[k], self.last[k], abs_gap, self.solver, self.threads, left)
 
         if self.backend is None or len(which) <= 1:
