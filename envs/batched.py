@@ -224,14 +224,17 @@ class BatchedDispatchEnv(VectorEnv):
         single, layout = self.single, self.layout
         lot_flat, transfer_flat = layout.flat_positions
         draw = reset & self._drawn
-        advance = kernels.advance_batch_serial if self.threads == 1 else kernels.advance_batch
-        advance(
+        arguments = (
             kernel_net(self.net), self._model, reset, draw, self._seed_of, self._demand, *self._trace, *self._state,
             self._lot_choice if lots is None else lots, self._transfer_choice if transfers is None else transfers,
             active, self._terms, self.net.lot_home_choice, layout.routes, self._lot_mask, self._transfer_mask,
             lot_flat, transfer_flat, self._flat, single._forecast, single.forecast_days, single.stock_scale,
-            single.demand_scale, self._obs, self.threads,
+            single.demand_scale, self._obs,
         )  # fmt: skip
+        if self.threads == 1:
+            kernels.advance_batch_serial(*arguments)
+        else:
+            kernels.advance_batch(*arguments, self.threads)
 
     def _split(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         layout = self.layout

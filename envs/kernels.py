@@ -493,51 +493,76 @@ def advance_single(ctx, play, day, on_hand, inbound, en_route, supplied, shipped
             ctx.flat, ctx.forecast, ctx.n_forecast, ctx.stock_scale, ctx.demand_scale, obs)  # fmt: skip
 
 
-def _advance_batch(net, model, reset, draw, seeds, demand, lots, route, delay, transit, abnormal, dopen, topen, lead,
-                   supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
-                   lot_choice, transfer_choice, active, terms,
-                   fixed_lot_choice, routes, lot_mask, transfer_mask, lot_flat, transfer_flat, flat,
-                   forecast, n_forecast, stock_scale, demand_scale, obs, chunks):  # fmt: skip
-    """The batched env's whole step, members in parallel (:data:`advance_batch`): member ``b`` with ``reset[b]``
-    starts a new episode (with ``draw[b]`` its realization drawn from seed ``seeds[b]`` by
-    :func:`envs.sampler.draw` into ``demand[B, T, R, K]`` and the trace arrays, else already there; compiled by
-    :func:`compile_trace`, day 0 by :func:`start`);
-    else with ``active[b]`` it plays its day (:func:`step`); then every member's masks, flat mask and
-    observation are written (:func:`masks`, :func:`flatten_masks`, :func:`observe`). ``model`` is a
-    :class:`envs.sampler.Model`. The members are cut into ``chunks`` runs of consecutive members (one per
-    thread: ``numba.get_num_threads()``), each with its own scratch; members are independent, so the result
-    does not depend on the cut.
-    """
-    B, W, K = on_hand.shape
+@njit(cache=True)  # called once per run of members; numba cannot inline a call of this many arguments
+def _advance_members(first, last, net, model, reset, draw, seeds, demand, lots, route, delay, transit, abnormal, dopen,
+                     topen, lead, supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
+                     lot_choice, transfer_choice, active, terms,
+                     fixed_lot_choice, routes, lot_mask, transfer_mask, lot_flat, transfer_flat, flat,
+                     forecast, n_forecast, stock_scale, demand_scale, obs):  # fmt: skip
+    """The batched env's whole step for members ``first <= b < last`` (:func:`advance_batch`), with their own scratch."""
+    W, K = on_hand.shape[1], on_hand.shape[2]
     S = lots.shape[2]
+    sent = np.empty(S, dtype=np.int64)
+    lane_of = np.empty(S, dtype=np.int64)
+    position = np.empty(W, dtype=np.int64)
+    stock = np.empty((W, K), dtype=np.int64)
+    st = np.empty(sampler.STATE_WORDS, np.uint64)
+    for b in range(first, last):
+        if reset[b]:
+            if draw[b]:
+                sampler.seed_int(seeds[b], st)
+                sampler.draw(st, model, demand[b], transit[b], abnormal[b], dopen[b], lead[b], topen[b], supply[b])
+            compile_trace(net, demand[b], transit[b], lots[b], route[b], delay[b])
+            start(b, net, supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived)
+        elif active[b]:
+            _step_member(b, net, lots, route, delay, transit, abnormal, dopen, topen, lead, supply,
+                         day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
+                         lot_choice, transfer_choice, terms, sent, lane_of, position)  # fmt: skip
+        _masks_member(b, net, lots, dopen, topen, day, on_hand, en_route, fixed_lot_choice, routes, lot_mask,
+                      transfer_mask, stock, sent, lane_of)  # fmt: skip
+        _flatten_member(b, lot_mask, transfer_mask, lot_flat, transfer_flat, flat)
+        _observe_member(b, lots, dopen, topen, day, on_hand, inbound, forecast, n_forecast, stock_scale,
+                        demand_scale, obs)  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def advance_batch(net, model, reset, draw, seeds, demand, lots, route, delay, transit, abnormal, dopen, topen, lead,
+                  supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
+                  lot_choice, transfer_choice, active, terms,
+                  fixed_lot_choice, routes, lot_mask, transfer_mask, lot_flat, transfer_flat, flat,
+                  forecast, n_forecast, stock_scale, demand_scale, obs, chunks):  # fmt: skip
+    """The batched env's whole step, members in parallel: member ``b`` with ``reset[b]`` starts a new episode (with
+    ``draw[b]`` its realization drawn from seed ``seeds[b]`` by :func:`envs.sampler.draw` into
+    ``demand[B, T, R, K]`` and the trace arrays, else already there; compiled by :func:`compile_trace`, day 0 by
+    :func:`start`); else with ``active[b]`` it plays its day (:func:`step`); then every member's masks, flat mask
+    and observation are written (:func:`masks`, :func:`flatten_masks`, :func:`observe`). ``model`` is a
+    :class:`envs.sampler.Model`. The members are cut into ``chunks`` runs of consecutive members, stepped by
+    numba's threads (at most ``numba.get_num_threads()`` at once); members are independent, so the result does
+    not depend on the cut.
+    """
+    B = on_hand.shape[0]
     chunks = max(1, min(B, chunks))
     for c in prange(chunks):
-        sent = np.empty(S, dtype=np.int64)
-        lane_of = np.empty(S, dtype=np.int64)
-        position = np.empty(W, dtype=np.int64)
-        stock = np.empty((W, K), dtype=np.int64)
-        st = np.empty(sampler.STATE_WORDS, np.uint64)
-        for b in range(c * B // chunks, (c + 1) * B // chunks):
-            if reset[b]:
-                if draw[b]:
-                    sampler.seed_int(seeds[b], st)
-                    sampler.draw(st, model, demand[b], transit[b], abnormal[b], dopen[b], lead[b], topen[b], supply[b])
-                compile_trace(net, demand[b], transit[b], lots[b], route[b], delay[b])
-                start(b, net, supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived)
-            elif active[b]:
-                _step_member(b, net, lots, route, delay, transit, abnormal, dopen, topen, lead, supply,
-                             day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
-                             lot_choice, transfer_choice, terms, sent, lane_of, position)  # fmt: skip
-            _masks_member(b, net, lots, dopen, topen, day, on_hand, en_route, fixed_lot_choice, routes, lot_mask,
-                          transfer_mask, stock, sent, lane_of)  # fmt: skip
-            _flatten_member(b, lot_mask, transfer_mask, lot_flat, transfer_flat, flat)
-            _observe_member(b, lots, dopen, topen, day, on_hand, inbound, forecast, n_forecast, stock_scale,
-                            demand_scale, obs)  # fmt: skip
+        _advance_members(c * B // chunks, (c + 1) * B // chunks, net, model, reset, draw, seeds, demand, lots, route,
+                         delay, transit, abnormal, dopen, topen, lead, supply, day, on_hand, inbound, en_route,
+                         supplied, shipped, kpi, arrived, lot_choice, transfer_choice, active, terms,
+                         fixed_lot_choice, routes, lot_mask, transfer_mask, lot_flat, transfer_flat, flat,
+                         forecast, n_forecast, stock_scale, demand_scale, obs)  # fmt: skip
 
 
-# one source, two compilations: members in parallel threads (``chunks`` of them; numba's pool has
-# ``numba.get_num_threads()``), or one after another in the calling thread, no thread pool involved (the batched
-# env's default: on a loaded machine a thread waiting for a core stalls the whole step). One thread or two give
-# the same batch (tests/test_batched.py).
-advance_batch = njit(cache=True, parallel=True)(_advance_batch)
-advance_batch_serial = njit(cache=True)(_advance_batch)
+# The same step with every member in the calling thread, no thread pool involved (the batched env's default: on a
+# loaded machine a thread waiting for a core stalls the whole step). A function of its own, not a second
+# compilation of advance_batch: numba's on-disk cache keys a function by its source and signature, not by its
+# flags, so two compilations of one function would load each other's code (threads=2 then ran serially).
+@njit(cache=True)
+def advance_batch_serial(net, model, reset, draw, seeds, demand, lots, route, delay, transit, abnormal, dopen, topen,
+                         lead, supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
+                         lot_choice, transfer_choice, active, terms,
+                         fixed_lot_choice, routes, lot_mask, transfer_mask, lot_flat, transfer_flat, flat,
+                         forecast, n_forecast, stock_scale, demand_scale, obs):  # fmt: skip
+    """:func:`advance_batch` of all members in order, in the calling thread."""
+    _advance_members(0, on_hand.shape[0], net, model, reset, draw, seeds, demand, lots, route, delay, transit,
+                     abnormal, dopen, topen, lead, supply, day, on_hand, inbound, en_route, supplied, shipped, kpi,
+                     arrived, lot_choice, transfer_choice, active, terms, fixed_lot_choice, routes, lot_mask,
+                     transfer_mask, lot_flat, transfer_flat, flat, forecast, n_forecast, stock_scale, demand_scale,
+                     obs)  # fmt: skip

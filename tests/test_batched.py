@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numba
 import numpy as np
 import pytest
 import torch
@@ -12,6 +13,7 @@ import envs
 from agents.config import PPOConfig
 from agents.factory import build_model, make_normalized_vec_env, make_vec_env
 from agents.vec_env import BatchedVecEnv
+from envs import kernels
 from envs.batched import BatchedDispatchEnv
 
 ENV_IDS = list(envs.ENV_IDS)
@@ -174,6 +176,19 @@ def test_threads_do_not_change_the_batch(preset, B):
         assert all(np.array_equal(x, y) for x, y in zip(real_one, real_other, strict=True))
     with pytest.raises(ValueError, match="threads=0 must be an integer >= 1"):
         BatchedDispatchEnv(2, "tiny", threads=0)
+
+
+def test_threads_run_in_numba_threads():
+    """``threads > 1`` really steps members in numba's threads. The serial and parallel steps are two functions with
+    their own on-disk cache entries: numba keys its cache by a function's source and signature, not its flags, so
+    two compilations of one function loaded each other's code and ``threads=2`` ran serially (a silent 1.6x)."""
+    serial, parallel = kernels.advance_batch_serial, kernels.advance_batch
+    assert serial.py_func is not parallel.py_func
+    assert serial._cache._cache_file._index_path != parallel._cache._cache_file._index_path
+    assert parallel.targetoptions.get("parallel") and not serial.targetoptions.get("parallel")
+    BatchedDispatchEnv(4, "tiny", threads=1).reset(seed=0)  # the serial one first, as an env's default runs it
+    BatchedDispatchEnv(4, "tiny", threads=2).reset(seed=0)
+    assert numba.threading_layer() in ("tbb", "omp", "workqueue")  # raises ValueError if no thread pool ever ran
 
 
 def test_member_realizations_are_scenario_samples():
