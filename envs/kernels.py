@@ -493,13 +493,13 @@ def advance_single(ctx, play, day, on_hand, inbound, en_route, supplied, shipped
             ctx.flat, ctx.forecast, ctx.n_forecast, ctx.stock_scale, ctx.demand_scale, obs)  # fmt: skip
 
 
-@njit(cache=True)  # called once per run of members; numba cannot inline a call of this many arguments
+@njit(cache=True)  # not inlined (numba 0.68 refuses: "Calling a closure with *args"); one call per run of members
 def _advance_members(first, last, net, model, reset, draw, seeds, demand, lots, route, delay, transit, abnormal, dopen,
                      topen, lead, supply, day, on_hand, inbound, en_route, supplied, shipped, kpi, arrived,
                      lot_choice, transfer_choice, active, terms,
                      fixed_lot_choice, routes, lot_mask, transfer_mask, lot_flat, transfer_flat, flat,
                      forecast, n_forecast, stock_scale, demand_scale, obs):  # fmt: skip
-    """The batched env's whole step for members ``first <= b < last`` (:func:`advance_batch`), with their own scratch."""
+    """The batched env's whole step (:func:`advance_batch`) for members ``first <= b < last``, with own scratch."""
     W, K = on_hand.shape[1], on_hand.shape[2]
     S = lots.shape[2]
     sent = np.empty(S, dtype=np.int64)
